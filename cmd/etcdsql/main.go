@@ -1,0 +1,254 @@
+// Command etcdsql serves the etcd v3 API (gRPC and the HTTP/JSON gateway)
+// from a raft-replicated store whose system of record is a SQL database.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"gopkg.in/yaml.v3"
+
+	"github.com/etcdsql/etcdsql/node"
+	"github.com/etcdsql/etcdsql/rpc"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "etcdsql:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// options are the command-line settings, named as etcd names them.
+type options struct {
+	name                   string
+	dataDir                string
+	listenClientURLs       string
+	advertiseClientURLs    string
+	listenPeerURLs         string
+	advertisePeerURLs      string
+	logLevel               string
+	logFormat              string
+	configFile             string
+	maxRequestBytes        int
+	electionTimeoutMs      int
+	snapshotCount          uint64
+	progressNotifyInterval time.Duration
+}
+
+func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("etcdsql", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.name, "name", "default", "human-readable name for this member (its stable raft ID)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "path to the data directory (default \"${name}.etcdsql\")")
+	fs.StringVar(&o.listenClientURLs, "listen-client-urls", "http://localhost:2379", "URL to listen on for client traffic (gRPC and HTTP/JSON)")
+	fs.StringVar(&o.advertiseClientURLs, "advertise-client-urls", "", "comma-separated client URLs to advertise to the cluster (default: the listen URL)")
+	fs.StringVar(&o.listenPeerURLs, "listen-peer-urls", "http://localhost:2380", "URL to listen on for raft traffic")
+	fs.StringVar(&o.advertisePeerURLs, "initial-advertise-peer-urls", "", "peer URL to advertise to the cluster (default: the listen peer URL)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.configFile, "config-file", "", "path to a YAML file whose keys are these flag names")
+	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 1572864, "maximum client request size in bytes")
+	fs.IntVar(&o.electionTimeoutMs, "election-timeout", 1000, "raft election timeout in milliseconds")
+	fs.Uint64Var(&o.snapshotCount, "snapshot-count", 8192, "committed entries that trigger a raft snapshot")
+	fs.DurationVar(&o.progressNotifyInterval, "experimental-watch-progress-notify-interval", 10*time.Minute,
+		"interval of watch progress notifications for watchers that ask for them")
+	return fs
+}
+
+// parse reads flags, then fills every flag not given on the command line
+// from the environment (ETCDSQL_DATA_DIR for --data-dir), then from the
+// config file: flags > env > file > defaults.
+func parse(args []string, out io.Writer) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o, out)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["config-file"] {
+		if v, ok := os.LookupEnv(envName("config-file")); ok {
+			o.configFile = v
+		}
+	}
+	file := map[string]any{}
+	if o.configFile != "" {
+		b, err := os.ReadFile(o.configFile)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &file); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", o.configFile, err)
+		}
+		for k := range file {
+			if fs.Lookup(k) == nil {
+				return nil, fmt.Errorf("config file %s: unknown key %q", o.configFile, k)
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "config-file" {
+			return
+		}
+		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if err := f.Value.Set(yamlScalar(v)); err != nil {
+				errs = append(errs, fmt.Errorf("config file key %s: %w", f.Name, err))
+			}
+		}
+	})
+	if o.dataDir == "" {
+		o.dataDir = o.name + ".etcdsql"
+	}
+	return o, errors.Join(errs...)
+}
+
+func envName(flagName string) string {
+	return "ETCDSQL_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func yamlScalar(v any) string {
+	if l, ok := v.([]any); ok {
+		parts := make([]string, len(l))
+		for i, x := range l {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v)
+}
+
+func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want json or text, got %q", o.logFormat)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// memberConfig turns options into the member's configuration.
+func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.MemberConfig, error) {
+	listen := splitList(o.listenClientURLs)
+	if len(listen) != 1 {
+		return node.MemberConfig{}, fmt.Errorf("--listen-client-urls: exactly one URL is supported, got %d", len(listen))
+	}
+	peerListen := splitList(o.listenPeerURLs)
+	if len(peerListen) != 1 {
+		return node.MemberConfig{}, fmt.Errorf("--listen-peer-urls: exactly one URL is supported, got %d", len(peerListen))
+	}
+	peerAddr, err := node.HostPort(peerListen[0])
+	if err != nil {
+		return node.MemberConfig{}, fmt.Errorf("--listen-peer-urls: %w", err)
+	}
+	nc := node.DefaultConfig()
+	nc.Name = o.name
+	nc.DataDir = o.dataDir
+	nc.PeerAddr = peerAddr
+	nc.PeerURLs = peerListen
+	if adv := splitList(o.advertisePeerURLs); len(adv) > 0 {
+		if nc.AdvertisePeerAddr, err = node.HostPort(adv[0]); err != nil {
+			return node.MemberConfig{}, fmt.Errorf("--initial-advertise-peer-urls: %w", err)
+		}
+		nc.PeerURLs = adv
+	}
+	nc.ClientURLs = splitList(o.advertiseClientURLs)
+	if len(nc.ClientURLs) == 0 {
+		nc.ClientURLs = listen
+	}
+	nc.MaxRequestBytes = o.maxRequestBytes
+	nc.ElectionTimeout = time.Duration(o.electionTimeoutMs) * time.Millisecond
+	nc.HeartbeatTimeout = nc.ElectionTimeout
+	nc.SnapshotThreshold = o.snapshotCount
+	nc.Logger = log
+	nc.Registry = reg
+
+	rc := rpc.DefaultConfig()
+	rc.MaxRequestBytes = o.maxRequestBytes
+	rc.WatchProgressNotifyInterval = o.progressNotifyInterval
+	rc.Logger = log
+	rc.Registry = reg
+	rc.Gatherer = reg
+	return node.MemberConfig{Node: nc, RPC: rc, ListenClientURL: listen[0]}, nil
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Fprintf(stderr, "etcdsql %s (etcd API %s)\n", version, rpc.ServerVersion)
+		return nil
+	}
+	o, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mc, err := memberConfig(o, log, reg)
+	if err != nil {
+		return err
+	}
+	log.Info("starting etcdsql", "version", version, "name", o.name, "data_dir", o.dataDir,
+		"listen_client_urls", o.listenClientURLs, "advertise_client_urls", mc.Node.ClientURLs,
+		"listen_peer_urls", o.listenPeerURLs, "election_timeout_ms", o.electionTimeoutMs,
+		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount)
+	m, err := node.StartMember(mc)
+	if err != nil {
+		return err
+	}
+	log.Info("serving clients", "address", m.ClientAddr)
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-m.Done():
+		log.Error("client server stopped", "err", err)
+	}
+	return m.Close()
+}

@@ -1,0 +1,26 @@
+package fsm
+
+import "errors"
+
+// Errors returned in a Result or by reads. The rpc package maps them to
+// etcd's gRPC errors; their texts are for logs.
+var (
+	// ErrCompacted: the requested revision is below the compact revision.
+	ErrCompacted = errors.New("mvcc: required revision has been compacted")
+	// ErrFutureRev: the requested revision is above the current revision.
+	ErrFutureRev = errors.New("mvcc: required revision is a future revision")
+	// ErrKeyNotFound: ignore_value or ignore_lease on a key that does not exist.
+	ErrKeyNotFound = errors.New("fsm: key not found")
+	// ErrLeaseNotFound: the lease does not exist.
+	ErrLeaseNotFound = errors.New("lease not found")
+	// ErrLeaseExists: a grant named an ID that is already in use.
+	ErrLeaseExists = errors.New("lease already exists")
+	// ErrLeaseTTLTooLarge: a grant asked for more than MaxLeaseTTL seconds.
+	ErrLeaseTTLTooLarge = errors.New("too large lease TTL")
+	// ErrWatcherRangeEmpty: a watch whose range_end is not above its key.
+	ErrWatcherRangeEmpty = errors.New("mvcc: watcher range is empty")
+	// ErrWatcherDuplicateID: a watch asked for an ID already used on its stream.
+	ErrWatcherDuplicateID = errors.New("mvcc: duplicate watch ID provided on the WatchStream")
+	// ErrWatcherNotFound: cancel of a watch ID the stream does not have.
+	ErrWatcherNotFound = errors.New("mvcc: watcher not found")
+)

@@ -1,0 +1,205 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/btree"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// MaxLeaseTTL is the largest TTL a lease may be granted with (etcd's limit).
+const MaxLeaseTTL = 9000000000
+
+// Config holds the parameters that change what Apply computes. Every member
+// of a cluster must use the same values.
+type Config struct {
+	// MinLeaseTTL is the smallest TTL a lease gets; shorter grants are raised
+	// to it, as etcd does (its default is 2 s with default raft timing).
+	MinLeaseTTL int64
+}
+
+// DefaultConfig returns etcd's defaults.
+func DefaultConfig() Config { return Config{MinLeaseTTL: 2} }
+
+// Validate reports a configuration Apply cannot work with.
+func (c Config) Validate() error {
+	if c.MinLeaseTTL < 1 {
+		return fmt.Errorf("fsm: min lease TTL must be at least 1, got %d", c.MinLeaseTTL)
+	}
+	return nil
+}
+
+// Store is the MVCC state machine. Apply must be called from one goroutine
+// at a time (raft's apply goroutine); every other method is safe for
+// concurrent use.
+type Store struct {
+	cfg Config
+
+	mu         sync.RWMutex
+	keys       *btree.BTreeG[*keyRecord]
+	history    []*version // every version with mod revision >= compactRev, in (rev, sub) order
+	rev        int64      // current revision
+	compactRev int64
+	leases     map[int64]*lease
+	changed    chan struct{} // closed and replaced whenever rev or compactRev moves
+
+	applied     atomic.Uint64
+	appliedMu   sync.Mutex
+	appliedWait chan struct{} // closed and replaced after each Apply
+}
+
+// New returns an empty store at revision 1, as a fresh etcd is.
+func New(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, appliedWait: make(chan struct{})}
+	s.reset()
+	return s, nil
+}
+
+func (s *Store) reset() {
+	s.keys = btree.NewG(32, func(a, b *keyRecord) bool { return bytes.Compare(a.key, b.key) < 0 })
+	s.history = nil
+	s.rev = 1
+	s.compactRev = 0
+	s.leases = make(map[int64]*lease)
+	s.changed = make(chan struct{})
+}
+
+// Result is what Apply returns for one entry: exactly one of the response
+// fields is set, or Err holds a per-request failure (which changed nothing).
+type Result struct {
+	Put         *pb.PutResponse
+	DeleteRange *pb.DeleteRangeResponse
+	Txn         *pb.TxnResponse
+	Compaction  *pb.CompactionResponse
+	LeaseGrant  *pb.LeaseGrantResponse
+	LeaseRevoke *pb.LeaseRevokeResponse
+	Err         error
+}
+
+// Apply applies one committed entry at raft index idx. It panics on an entry
+// it cannot decode or does not know: applying less than every member would
+// let the replicas diverge. Apply goroutine only.
+func (s *Store) Apply(idx uint64, data []byte) *Result {
+	r, err := Decode(data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: apply index %d: %v", idx, err))
+	}
+	res := s.apply(r)
+	if res == nil {
+		panic(fmt.Sprintf("fsm: apply index %d: unknown request %s", idx, r.String()))
+	}
+	s.setApplied(idx)
+	return res
+}
+
+func (s *Store) apply(r *pb.InternalRaftRequest) *Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before, beforeCompact := s.rev, s.compactRev
+	defer func() {
+		if s.rev != before || s.compactRev != beforeCompact {
+			close(s.changed)
+			s.changed = make(chan struct{})
+		}
+	}()
+	switch {
+	case r.Put != nil:
+		resp, err := s.putTxn(r.Put)
+		return &Result{Put: resp, Err: err}
+	case r.DeleteRange != nil:
+		resp := s.deleteRangeTxn(r.DeleteRange)
+		return &Result{DeleteRange: resp}
+	case r.Txn != nil:
+		resp, err := s.txn(r.Txn)
+		return &Result{Txn: resp, Err: err}
+	case r.Compaction != nil:
+		resp, err := s.compact(r.Compaction.Revision)
+		return &Result{Compaction: resp, Err: err}
+	case r.LeaseGrant != nil:
+		resp, err := s.leaseGrant(r.LeaseGrant)
+		return &Result{LeaseGrant: resp, Err: err}
+	case r.LeaseRevoke != nil:
+		resp, err := s.leaseRevoke(r.LeaseRevoke.ID)
+		return &Result{LeaseRevoke: resp, Err: err}
+	}
+	return nil
+}
+
+// AppliedIndex returns the raft index of the last applied entry. Safe for
+// concurrent use.
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// AppliedWait returns a channel closed after the next Apply (or restore).
+// Read it, then check AppliedIndex, to wait without missing an update.
+func (s *Store) AppliedWait() <-chan struct{} {
+	s.appliedMu.Lock()
+	defer s.appliedMu.Unlock()
+	return s.appliedWait
+}
+
+// SkipIndex records that raft index idx, an entry with nothing to apply
+// (a configuration change), has been passed. Apply goroutine only.
+func (s *Store) SkipIndex(idx uint64) {
+	if idx > s.applied.Load() {
+		s.setApplied(idx)
+	}
+}
+
+func (s *Store) setApplied(idx uint64) {
+	s.applied.Store(idx)
+	s.appliedMu.Lock()
+	close(s.appliedWait)
+	s.appliedWait = make(chan struct{})
+	s.appliedMu.Unlock()
+}
+
+// Rev returns the current revision. Safe for concurrent use.
+func (s *Store) Rev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev
+}
+
+// Revs returns the current and the compact revision together.
+func (s *Store) Revs() (rev, compactRev int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev, s.compactRev
+}
+
+// Changed returns a channel that is closed when the revision or the compact
+// revision next moves, and the current revision it was taken at.
+func (s *Store) Changed() (<-chan struct{}, int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed, s.rev
+}
+
+// KeyCount returns the number of live keys.
+func (s *Store) KeyCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	s.keys.Ascend(func(kr *keyRecord) bool {
+		if l := kr.latest(); l != nil && !l.tombstone() {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// mkEvent builds the shared event for a version.
+func mkEvent(kv *mvccpb.KeyValue, del bool) *mvccpb.Event {
+	if del {
+		return &mvccpb.Event{Type: mvccpb.DELETE, Kv: kv}
+	}
+	return &mvccpb.Event{Type: mvccpb.PUT, Kv: kv}
+}

@@ -1,0 +1,130 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// lessor keeps the leader's view of when each lease expires. The lease
+// itself (TTL, attached keys) is replicated state in fsm; deadlines are not:
+// a member that becomes leader starts every lease's full TTL afresh, so no
+// lease expires because of a failover. Safe for concurrent use.
+type lessor struct {
+	store *fsm.Store
+
+	mu        sync.Mutex
+	primary   bool
+	deadlines map[int64]time.Time
+}
+
+func newLessor(store *fsm.Store) *lessor {
+	return &lessor{store: store, deadlines: make(map[int64]time.Time)}
+}
+
+func (l *lessor) promote() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.primary = true
+	clear(l.deadlines)
+}
+
+func (l *lessor) demote() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.primary = false
+	clear(l.deadlines)
+}
+
+// deadline returns when lease id expires, starting its TTL now if this
+// leader has not seen it yet. Caller holds l.mu.
+func (l *lessor) deadline(info fsm.LeaseInfo, now time.Time) time.Time {
+	d, ok := l.deadlines[info.ID]
+	if !ok {
+		d = now.Add(time.Duration(info.TTL) * time.Second)
+		l.deadlines[info.ID] = d
+	}
+	return d
+}
+
+// renew restarts a lease's TTL and returns it.
+func (l *lessor) renew(id int64, now time.Time) (int64, error) {
+	info, ok := l.store.Lease(id, false)
+	if !ok {
+		return 0, fsm.ErrLeaseNotFound
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.primary {
+		return 0, ErrNotLeader
+	}
+	l.deadlines[id] = now.Add(time.Duration(info.TTL) * time.Second)
+	return info.TTL, nil
+}
+
+// remaining returns the whole seconds left on a lease (floored, as etcd).
+func (l *lessor) remaining(info fsm.LeaseInfo, now time.Time) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.primary {
+		return 0, ErrNotLeader
+	}
+	left := l.deadline(info, now).Sub(now)
+	if left < 0 {
+		return 0, nil
+	}
+	return int64(left / time.Second), nil
+}
+
+// expired lists leases past their deadline, oldest deadline first, at most
+// limit of them, and forgets leases that no longer exist.
+func (l *lessor) expired(now time.Time, limit int) []int64 {
+	leases := l.store.Leases()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.primary {
+		return nil
+	}
+	live := make(map[int64]struct{}, len(leases))
+	var out []int64
+	for _, info := range leases {
+		live[info.ID] = struct{}{}
+		if !l.deadline(info, now).After(now) && len(out) < limit {
+			out = append(out, info.ID)
+		}
+	}
+	for id := range l.deadlines {
+		if _, ok := live[id]; !ok {
+			delete(l.deadlines, id)
+		}
+	}
+	return out
+}
+
+// expireLeases revokes expired leases through raft while this member leads.
+func (n *Node) expireLeases() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.LeaseCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case now := <-t.C:
+			for _, id := range n.lessor.expired(now, 1000) {
+				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+				_, err := n.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
+				cancel()
+				if err != nil && err != fsm.ErrLeaseNotFound {
+					n.log.Warn("revoking expired lease failed", "lease_id", id, "err", err)
+					break
+				}
+				n.log.Debug("lease expired", "lease_id", id)
+			}
+		}
+	}
+}

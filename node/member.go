@@ -1,0 +1,87 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+
+	"github.com/etcdsql/etcdsql/rpc"
+)
+
+// MemberConfig is everything a running member needs: the node, the client
+// server, and where clients connect.
+type MemberConfig struct {
+	Node Config
+	RPC  rpc.Config
+	// ListenClientURL is the URL the client port (gRPC and HTTP) binds,
+	// e.g. http://127.0.0.1:2379.
+	ListenClientURL string
+}
+
+// Member is a started node with its client server.
+type Member struct {
+	Node   *Node
+	Server *rpc.Server
+	// ClientAddr is the address the client listener is bound to.
+	ClientAddr string
+
+	listener net.Listener
+	served   chan error
+}
+
+// HostPort extracts host:port from an http(s) URL.
+func HostPort(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("parse URL %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("URL %q: scheme must be http or https", raw)
+	}
+	if u.Port() == "" {
+		return "", fmt.Errorf("URL %q: no port", raw)
+	}
+	return u.Host, nil
+}
+
+// StartMember starts a node and serves clients on ListenClientURL.
+func StartMember(cfg MemberConfig) (*Member, error) {
+	addr, err := HostPort(cfg.ListenClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen client URL: %w", err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on client address: %w", err)
+	}
+	if len(cfg.Node.ClientURLs) == 0 {
+		cfg.Node.ClientURLs = []string{"http://" + l.Addr().String()}
+	}
+	n, err := New(cfg.Node)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	if cfg.RPC.Logger == nil {
+		cfg.RPC.Logger = cfg.Node.Logger
+	}
+	srv, err := rpc.NewServer(n, cfg.RPC)
+	if err != nil {
+		l.Close()
+		n.Close()
+		return nil, err
+	}
+	m := &Member{Node: n, Server: srv, ClientAddr: l.Addr().String(), listener: l, served: make(chan error, 1)}
+	go func() { m.served <- srv.Serve(l) }()
+	return m, nil
+}
+
+// Done yields the client server's error if it stops on its own.
+func (m *Member) Done() <-chan error { return m.served }
+
+// Close stops serving clients, then stops the node.
+func (m *Member) Close() error {
+	m.Server.Close()
+	m.listener.Close()
+	return m.Node.Close()
+}

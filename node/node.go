@@ -1,0 +1,358 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// Config configures a node.
+type Config struct {
+	// Name is the member's stable name, also its raft server ID.
+	Name string
+	// DataDir holds the raft log, stable store and snapshots.
+	DataDir string
+	// PeerAddr is the host:port the raft transport listens on.
+	PeerAddr string
+	// AdvertisePeerAddr is the host:port other members reach PeerAddr at;
+	// empty means PeerAddr.
+	AdvertisePeerAddr string
+	// ClientURLs are the advertised client URLs (for Cluster.MemberList).
+	ClientURLs []string
+	// PeerURLs are the advertised peer URLs (for Cluster.MemberList).
+	PeerURLs []string
+
+	// MaxRequestBytes bounds an encoded request (etcd's --max-request-bytes).
+	MaxRequestBytes int
+	// RequestTimeout bounds a proposal when the caller has no deadline.
+	RequestTimeout time.Duration
+	// HeartbeatTimeout and ElectionTimeout are raft's.
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// SnapshotThreshold and TrailingLogs control raft log compaction.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
+	// LeaseCheckInterval is how often the leader looks for expired leases.
+	LeaseCheckInterval time.Duration
+
+	FSM      fsm.Config
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults etcd users expect.
+func DefaultConfig() Config {
+	return Config{
+		Name:               "default",
+		DataDir:            "default.etcdsql",
+		PeerAddr:           "127.0.0.1:2380",
+		MaxRequestBytes:    1572864,
+		RequestTimeout:     5 * time.Second,
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		SnapshotThreshold:  8192,
+		TrailingLogs:       10240,
+		SnapshotInterval:   2 * time.Minute,
+		LeaseCheckInterval: 500 * time.Millisecond,
+		FSM:                fsm.DefaultConfig(),
+	}
+}
+
+// Validate reports a configuration the node cannot start with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("name is empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.PeerAddr); err != nil {
+		errs = append(errs, fmt.Errorf("peer address %q: %w", c.PeerAddr, err))
+	}
+	if c.MaxRequestBytes <= 0 {
+		errs = append(errs, errors.New("max request bytes must be positive"))
+	}
+	if c.RequestTimeout <= 0 || c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaseCheckInterval <= 0 {
+		errs = append(errs, errors.New("timeouts and intervals must be positive"))
+	}
+	if err := c.FSM.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("node: config: %w", err)
+	}
+	return nil
+}
+
+// Node is one running member. Its methods are safe for concurrent use.
+type Node struct {
+	cfg       Config
+	baseLog   *slog.Logger
+	log       *slog.Logger
+	store     *fsm.Store
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	logStore  *raftboltdb.BoltStore
+	lessor    *lessor
+
+	clusterID uint64
+	memberID  uint64
+
+	// ready is set once this member leads and has applied everything
+	// committed before its term (barrierIdx).
+	ready      atomic.Bool
+	barrierIdx atomic.Uint64
+	readyMu    sync.Mutex
+	readyCh    chan struct{} // closed when leadership state changes
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// MemberID derives the stable member ID of a member name.
+func MemberID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte("etcdsql/member/" + name))
+	return h.Sum64() &^ (1 << 63)
+}
+
+// New opens the data dir and starts raft. A data dir without raft state
+// bootstraps a one-member cluster.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	store, err := fsm.New(cfg.FSM)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		baseLog:  log,
+		log:      log.With("component", "node"),
+		store:    store,
+		memberID: MemberID(cfg.Name),
+		readyCh:  make(chan struct{}),
+		stop:     make(chan struct{}),
+	}
+	n.lessor = newLessor(store)
+	if err := n.openRaft(); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	if cfg.Registry != nil {
+		n.registerMetrics(cfg.Registry)
+	}
+	n.wg.Add(2)
+	go n.watchLeadership()
+	go n.expireLeases()
+	return n, nil
+}
+
+func (n *Node) openRaft() error {
+	dir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	id, err := loadOrCreateClusterID(filepath.Join(n.cfg.DataDir, "cluster_id"))
+	if err != nil {
+		return err
+	}
+	n.clusterID = id
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.Name)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.HeartbeatTimeout / 2
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.TrailingLogs = n.cfg.TrailingLogs
+	if n.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = n.cfg.SnapshotInterval
+	}
+	rc.BatchApplyCh = true
+	rc.Logger = newHCLogger(n.baseLog.With("component", "raft"), "raft")
+
+	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("node: open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger(n.baseLog.With("component", "raft"), "snapshot"))
+	if err != nil {
+		return fmt.Errorf("node: open snapshots: %w", err)
+	}
+	advertise := n.cfg.AdvertisePeerAddr
+	if advertise == "" {
+		advertise = n.cfg.PeerAddr
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", advertise)
+	if err != nil {
+		return fmt.Errorf("node: advertise peer address: %w", err)
+	}
+	n.transport, err = raft.NewTCPTransportWithLogger(n.cfg.PeerAddr, advAddr, 3, 10*time.Second, newHCLogger(n.baseLog.With("component", "raft"), "transport"))
+	if err != nil {
+		return fmt.Errorf("node: listen on peer address %s: %w", n.cfg.PeerAddr, err)
+	}
+	has, err := raft.HasExistingState(n.logStore, n.logStore, snaps)
+	if err != nil {
+		return fmt.Errorf("node: inspect raft state: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, raftFSM{n.store}, n.logStore, n.logStore, snaps, n.transport)
+	if err != nil {
+		return fmt.Errorf("node: start raft: %w", err)
+	}
+	if !has {
+		conf := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(advertise),
+		}}}
+		if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("node: bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped a new cluster", "cluster_id", strconv.FormatUint(n.clusterID, 16))
+	}
+	return nil
+}
+
+func loadOrCreateClusterID(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+		if perr != nil {
+			return 0, fmt.Errorf("node: cluster id file %s: %w", path, perr)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("node: cluster id: %w", err)
+	}
+	var buf [8]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return 0, fmt.Errorf("node: cluster id: %w", err)
+	}
+	id := binary.BigEndian.Uint64(buf[:]) &^ (1 << 63)
+	if err := os.WriteFile(path, []byte(strconv.FormatUint(id, 16)+"\n"), 0o600); err != nil {
+		return 0, fmt.Errorf("node: cluster id: %w", err)
+	}
+	return id, nil
+}
+
+// watchLeadership makes the node ready to serve as leader once it has
+// applied everything committed before its term, and hands lease expiry to
+// whoever leads.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case leader := <-n.raft.LeaderCh():
+			n.setReady(false)
+			n.lessor.demote()
+			if !leader {
+				n.log.Info("lost leadership", "term", n.raft.CurrentTerm())
+				continue
+			}
+			if err := n.raft.Barrier(n.cfg.RequestTimeout).Error(); err != nil {
+				n.log.Warn("barrier after election failed", "err", err)
+				continue
+			}
+			n.barrierIdx.Store(n.raft.AppliedIndex())
+			n.lessor.promote()
+			n.setReady(true)
+			n.log.Info("became leader", "term", n.raft.CurrentTerm())
+		}
+	}
+}
+
+func (n *Node) setReady(v bool) {
+	n.readyMu.Lock()
+	defer n.readyMu.Unlock()
+	if n.ready.Load() == v {
+		return
+	}
+	n.ready.Store(v)
+	close(n.readyCh)
+	n.readyCh = make(chan struct{})
+}
+
+// waitReady waits until this member leads and is ready.
+func (n *Node) waitReady(ctx context.Context) error {
+	for {
+		n.readyMu.Lock()
+		ch := n.readyCh
+		n.readyMu.Unlock()
+		if n.ready.Load() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-n.stop:
+			return ErrStopped
+		case <-ctx.Done():
+			if n.raft.Leader() == "" {
+				return ErrNoLeader
+			}
+			return ErrTimeout
+		}
+	}
+}
+
+// requestContext bounds ctx by the request timeout.
+func (n *Node) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
+}
+
+// Store returns the node's state machine.
+func (n *Node) Store() *fsm.Store { return n.store }
+
+// Close stops the node: raft first (so nothing more is applied), then the
+// stores. Safe to call more than once.
+func (n *Node) Close() error {
+	var err error
+	n.stopOnce.Do(func() {
+		close(n.stop)
+		if n.raft != nil {
+			err = n.raft.Shutdown().Error()
+		}
+		n.wg.Wait()
+		n.closeStores()
+	})
+	return err
+}
+
+func (n *Node) closeStores() {
+	if n.transport != nil {
+		n.transport.Close()
+	}
+	if n.logStore != nil {
+		n.logStore.Close()
+	}
+}

@@ -1,0 +1,46 @@
+package node
+
+import (
+	"io"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// raftFSM adapts fsm.Store to raft.FSM. It stays thin: the store decides.
+type raftFSM struct{ store *fsm.Store }
+
+var (
+	_ raft.FSM                = raftFSM{}
+	_ raft.ConfigurationStore = raftFSM{}
+)
+
+func (f raftFSM) Apply(l *raft.Log) interface{} { return f.store.Apply(l.Index, l.Data) }
+
+// StoreConfiguration moves the applied index over configuration entries so
+// that reads waiting on an index behind one do not wait forever.
+func (f raftFSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.store.SkipIndex(index)
+}
+
+func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return fsmSnapshot{f.store.Snapshot()}, nil
+}
+
+func (f raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.store.Restore(rc)
+}
+
+type fsmSnapshot struct{ snap *fsm.Snapshot }
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.snap.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s fsmSnapshot) Release() {}

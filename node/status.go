@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/etcdsql/etcdsql/rpc"
+)
+
+// ClusterID returns the cluster's ID.
+func (n *Node) ClusterID() uint64 { return n.clusterID }
+
+// MemberID returns this member's ID.
+func (n *Node) MemberID() uint64 { return n.memberID }
+
+// Term returns the current raft term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
+// Healthy reports ErrNoLeader when no leader is known.
+func (n *Node) Healthy() error {
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return ErrNoLeader
+	}
+	return nil
+}
+
+// Members lists the raft members with their advertised URLs.
+func (n *Node) Members(ctx context.Context) ([]*pb.Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, ErrStopped
+	}
+	var out []*pb.Member
+	for _, s := range f.Configuration().Servers {
+		m := &pb.Member{ID: MemberID(string(s.ID)), Name: string(s.ID), IsLearner: s.Suffrage != raft.Voter}
+		if string(s.ID) == n.cfg.Name {
+			m.ClientURLs = n.cfg.ClientURLs
+			m.PeerURLs = n.cfg.PeerURLs
+		}
+		if len(m.PeerURLs) == 0 {
+			m.PeerURLs = []string{"http://" + string(s.Address)}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Status answers Maintenance.Status.
+func (n *Node) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	resp := &pb.StatusResponse{
+		Header:           &pb.ResponseHeader{Revision: n.store.Rev()},
+		Version:          rpc.ServerVersion,
+		RaftIndex:        n.raft.LastIndex(),
+		RaftTerm:         n.raft.CurrentTerm(),
+		RaftAppliedIndex: n.store.AppliedIndex(),
+		DbSize:           n.dbSize(),
+	}
+	resp.DbSizeInUse = resp.DbSize
+	if _, id := n.raft.LeaderWithID(); id != "" {
+		resp.Leader = MemberID(string(id))
+	}
+	if n.Healthy() != nil {
+		resp.Errors = []string{"etcdserver: no leader"}
+	}
+	return resp, nil
+}
+
+func (n *Node) dbSize() int64 {
+	fi, err := os.Stat(filepath.Join(n.cfg.DataDir, "raft", "raft.db"))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func (n *Node) registerMetrics(reg prometheus.Registerer) {
+	boolGauge := func(f func() bool) func() float64 {
+		return func() float64 {
+			if f() {
+				return 1
+			}
+			return 0
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_server_has_leader", Help: "Whether a leader is known (1) or not (0)."},
+			boolGauge(func() bool { return n.Healthy() == nil })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_server_is_leader", Help: "Whether this member leads (1) or not (0)."},
+			boolGauge(func() bool { return n.raft.State() == raft.Leader })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_applied_revision", Help: "The store revision applied on this member."},
+			func() float64 { return float64(n.store.Rev()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_compact_revision", Help: "The compact revision on this member."},
+			func() float64 { _, c := n.store.Revs(); return float64(c) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_raft_applied_index", Help: "The raft index applied to the store."},
+			func() float64 { return float64(n.store.AppliedIndex()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_server_proposals_committed_total", Help: "The raft commit index."},
+			func() float64 { return float64(n.raft.CommitIndex()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_raft_term", Help: "The current raft term."},
+			func() float64 { return float64(n.raft.CurrentTerm()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_mvcc_db_total_size_in_bytes", Help: "Size of the raft log database file."},
+			func() float64 { return float64(n.dbSize()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_debugging_mvcc_keys_total", Help: "Live keys in the store."},
+			func() float64 { return float64(n.store.KeyCount()) }),
+	)
+}

@@ -1,0 +1,53 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// Errors a Backend returns besides fsm's; errors.go maps them to etcd's.
+var (
+	ErrNoLeader        = errors.New("no leader")
+	ErrNotLeader       = errors.New("not leader")
+	ErrTimeout         = errors.New("request timed out")
+	ErrRequestTooLarge = errors.New("request is too large")
+	ErrStopped         = errors.New("server stopped")
+	// ErrUnavailable: this member cannot take writes now (its storage is
+	// down); another member or a retry later may.
+	ErrUnavailable = errors.New("storage unavailable")
+)
+
+// Backend is what the services need from a member. Implementations are
+// safe for concurrent use. Responses may share memory with the store: the
+// services never modify them.
+type Backend interface {
+	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
+	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
+	DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error)
+	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
+
+	LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error)
+	LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error)
+	// LeaseRenew is one keepalive: it restarts the lease's TTL and returns it.
+	LeaseRenew(ctx context.Context, id int64) (int64, error)
+	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
+	LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, error)
+
+	// NewWatchStream opens the watchers of one client stream.
+	NewWatchStream() *fsm.WatchStream
+	// Store exposes the local revision for headers.
+	Store() *fsm.Store
+
+	ClusterID() uint64
+	MemberID() uint64
+	Term() uint64
+	// Healthy reports why this member should not get traffic, or nil.
+	Healthy() error
+	Members(ctx context.Context) ([]*pb.Member, error)
+	Status(ctx context.Context) (*pb.StatusResponse, error)
+}

@@ -1,0 +1,85 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// errUnavailable is what a client sees when storage refuses writes.
+var errGRPCUnavailable = status.Error(codes.Unavailable, "etcdserver: storage is unavailable, write rejected")
+
+var grpcErrors = []struct {
+	err  error
+	grpc error
+}{
+	{fsm.ErrCompacted, rpctypes.ErrGRPCCompacted},
+	{fsm.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+	{fsm.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{fsm.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{fsm.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
+	{fsm.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
+	{ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{ErrNotLeader, rpctypes.ErrGRPCNotLeader},
+	{ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+	{ErrStopped, rpctypes.ErrGRPCStopped},
+	{ErrUnavailable, errGRPCUnavailable},
+	{context.Canceled, rpctypes.ErrGRPCCanceled},
+	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
+}
+
+// togRPCError turns a backend error into the error etcd would return.
+func togRPCError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, e := range grpcErrors {
+		if errors.Is(err, e.err) {
+			return e.grpc
+		}
+	}
+	return status.Error(codes.Unknown, err.Error())
+}
+
+// httpStatusFromCode maps gRPC codes to HTTP statuses as etcd 3.4's
+// gateway does. Only a member that cannot serve answers 5xx: APISIX counts
+// any 5xx as a dead endpoint.
+func httpStatusFromCode(c codes.Code) int {
+	switch c {
+	case codes.OK:
+		return http.StatusOK
+	case codes.Canceled:
+		return http.StatusRequestTimeout
+	case codes.InvalidArgument, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.Aborted:
+		return http.StatusConflict
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.FailedPrecondition:
+		return http.StatusPreconditionFailed
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}

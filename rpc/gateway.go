@@ -1,0 +1,160 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	gw "go.etcd.io/etcd/api/v3/etcdserverpb/gw"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// The etcd versions etcdsql answers as on /version and in Status.
+const (
+	ServerVersion  = "3.5.0"
+	ClusterVersion = "3.5.0"
+)
+
+// httpHandler builds the HTTP side of the client port: etcd's generated
+// gateway (dialling this server's own gRPC port), /version, /health and
+// /metrics.
+func (s *Server) httpHandler(ctx context.Context, addr string) (http.Handler, io.Closer, error) {
+	conn, err := grpc.NewClient("passthrough:///"+dialable(addr),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1), grpc.MaxCallSendMsgSize(1<<31-1)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("rpc: gateway dial %s: %w", addr, err)
+	}
+	gwmux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &gatewayMarshaler{JSONPb: &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+		}}),
+		runtime.WithErrorHandler(gatewayError),
+		runtime.WithRoutingErrorHandler(routingError),
+	)
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		gw.RegisterKVHandler, gw.RegisterWatchHandler, gw.RegisterLeaseHandler,
+		gw.RegisterClusterHandler, gw.RegisterMaintenanceHandler, gw.RegisterAuthHandler,
+	} {
+		if err := register(ctx, gwmux, conn); err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("rpc: gateway: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v3/", gwmux)
+	mux.HandleFunc("/version", s.serveVersion)
+	mux.HandleFunc("/health", s.serveHealth)
+	gatherer := s.cfg.Gatherer
+	if gatherer == nil {
+		gatherer = prometheus.NewRegistry()
+	}
+	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v3beta/") {
+			r.URL.Path = "/v3/" + strings.TrimPrefix(r.URL.Path, "/v3beta/")
+		}
+		mux.ServeHTTP(w, r)
+	}), conn, nil
+}
+
+// dialable turns a listen address into one a client can dial.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// gatewayMarshaler is the proto JSON etcd's gateway speaks, with stream
+// errors in the shape etcd 3.4's gateway wrote them, which lua-resty-etcd
+// reads (http_code >= 500 marks the endpoint unhealthy).
+type gatewayMarshaler struct{ *runtime.JSONPb }
+
+func (m *gatewayMarshaler) Marshal(v any) ([]byte, error) {
+	if chunk, ok := v.(map[string]proto.Message); ok {
+		if st, ok := chunk["error"].(*spb.Status); ok {
+			code := codes.Code(st.GetCode())
+			hc := httpStatusFromCode(code)
+			return json.Marshal(map[string]any{"error": streamError{
+				GRPCCode: int32(code), HTTPCode: int32(hc), Message: st.GetMessage(), HTTPStatus: http.StatusText(hc),
+			}})
+		}
+	}
+	return m.JSONPb.Marshal(v)
+}
+
+type streamError struct {
+	GRPCCode   int32  `json:"grpc_code"`
+	HTTPCode   int32  `json:"http_code"`
+	Message    string `json:"message"`
+	HTTPStatus string `json:"http_status"`
+}
+
+// errorBody is the unary error reply of etcd's gateway.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	Code    int32  `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func gatewayError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+	st := status.Convert(err)
+	writeJSON(w, httpStatusFromCode(st.Code()), errorBody{Error: st.Message(), Message: st.Message(), Code: int32(st.Code())})
+}
+
+func routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, httpStatus int) {
+	code := codes.NotFound
+	if httpStatus == http.StatusMethodNotAllowed {
+		code = codes.Unimplemented
+	}
+	msg := http.StatusText(httpStatus)
+	writeJSON(w, httpStatus, errorBody{Error: msg, Message: msg, Code: int32(code)})
+}
+
+func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"etcdserver": ServerVersion, "etcdcluster": ClusterVersion})
+}
+
+// serveHealth answers 200 when this member can serve a linearizable read
+// (or, with ?serializable=true, when it knows a leader), 503 otherwise, so
+// load balancers drain members that cannot serve.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	err := s.b.Healthy()
+	if err == nil && r.URL.Query().Get("serializable") != "true" {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		_, err = s.b.Range(ctx, &pb.RangeRequest{Key: []byte("health")})
+		cancel()
+	}
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": status.Convert(togRPCError(err)).Message()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"health": "true", "reason": ""})
+}

@@ -1,0 +1,45 @@
+package rpc
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+type metrics struct {
+	watchStreams      prometheus.Gauge
+	watchers          prometheus.Gauge
+	compactedWatchers prometheus.Counter
+	eventsSent        prometheus.Counter
+	handled           *prometheus.CounterVec
+	latency           *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		watchStreams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "etcd_debugging_mvcc_watch_stream_total", Help: "Open watch streams."}),
+		watchers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "etcd_debugging_mvcc_watcher_total", Help: "Open watchers."}),
+		compactedWatchers: prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdsql_watchers_compacted_total",
+			Help: "Watchers cancelled because compaction passed their position."}),
+		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdsql_watch_events_sent_total", Help: "Events sent to watchers."}),
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "grpc_server_handled_total", Help: "Unary RPCs completed, by method and code."},
+			[]string{"grpc_method", "grpc_code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "etcdsql_grpc_duration_seconds", Help: "Unary RPC latency.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"grpc_method"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.watchStreams, m.watchers, m.compactedWatchers, m.eventsSent, m.handled, m.latency)
+	}
+	return m
+}
+
+func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	m.handled.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return resp, err
+}

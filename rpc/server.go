@@ -1,0 +1,184 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/soheilhy/cmux"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Config configures the client-facing server.
+type Config struct {
+	// MaxRequestBytes is etcd's --max-request-bytes; gRPC accepts messages
+	// up to this plus 512 KiB, as etcd does.
+	MaxRequestBytes int
+	// WatchProgressNotifyInterval is how often watchers that asked for
+	// progress notifications get one while idle (etcd's default: 10 min).
+	WatchProgressNotifyInterval time.Duration
+	// ShutdownTimeout bounds how long Close waits for unary calls.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	// Registry receives the server's metrics; Gatherer serves /metrics.
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+}
+
+// DefaultConfig returns etcd's defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxRequestBytes:             1572864,
+		WatchProgressNotifyInterval: 10 * time.Minute,
+		ShutdownTimeout:             2 * time.Second,
+	}
+}
+
+// Validate reports a configuration the server cannot run with.
+func (c Config) Validate() error {
+	if c.MaxRequestBytes <= 0 {
+		return errors.New("rpc: max request bytes must be positive")
+	}
+	if c.WatchProgressNotifyInterval <= 0 {
+		return errors.New("rpc: watch progress notify interval must be positive")
+	}
+	return nil
+}
+
+const grpcOverheadBytes = 512 * 1024
+
+// Server serves gRPC and the HTTP/JSON gateway on one listener.
+type Server struct {
+	cfg     Config
+	b       Backend
+	log     *slog.Logger
+	metrics *metrics
+
+	grpc *grpc.Server
+
+	mu     sync.Mutex
+	http   *http.Server
+	gwConn interface{ Close() error }
+	mux    cmux.CMux
+	cancel context.CancelFunc
+}
+
+// NewServer builds the services over b.
+func NewServer(b Backend, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, b: b, log: log.With("component", "rpc"), metrics: newMetrics(cfg.Registry)}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		// etcd's keepalive enforcement: clients pinging more often than
+		// every 5 s, or without streams, get too_many_pings.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
+	)
+	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
+	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
+	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})
+	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
+	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
+	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, hs)
+	return s, nil
+}
+
+// fill completes a response header as etcd's server does.
+func (s *Server) fill(h *pb.ResponseHeader) {
+	h.ClusterId = s.b.ClusterID()
+	h.MemberId = s.b.MemberID()
+	h.RaftTerm = s.b.Term()
+	if h.Revision == 0 {
+		h.Revision = s.b.Store().Rev()
+	}
+}
+
+// Serve serves l until Close. gRPC (HTTP/2 with content-type
+// application/grpc) and HTTP/1.1 share the port.
+func (s *Server) Serve(l net.Listener) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	m := cmux.New(l)
+	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
+	httpL := m.Match(cmux.Any())
+
+	handler, gwConn, err := s.httpHandler(ctx, l.Addr().String())
+	if err != nil {
+		cancel()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		// APISIX pools keep-alive connections for 60 s; close idle ones
+		// only well after that. No write timeout: watches stream forever.
+		IdleTimeout: 5 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	s.http, s.gwConn, s.mux, s.cancel = hs, gwConn, m, cancel
+	s.mu.Unlock()
+
+	errc := make(chan error, 3)
+	go func() { errc <- s.grpc.Serve(grpcL) }()
+	go func() { errc <- hs.Serve(httpL) }()
+	go func() { errc <- m.Serve() }()
+	err = <-errc
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) || errors.Is(err, cmux.ErrListenerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("rpc: serve: %w", err)
+}
+
+// Close stops serving: unary calls get ShutdownTimeout to finish, watch
+// streams are closed so their clients resume elsewhere.
+func (s *Server) Close() {
+	s.mu.Lock()
+	hs, gwConn, m, cancel := s.http, s.gwConn, s.mux, s.cancel
+	s.mu.Unlock()
+	if hs != nil {
+		ctx, done := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		hs.Shutdown(ctx)
+		done()
+		hs.Close()
+	}
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(s.cfg.ShutdownTimeout):
+		s.grpc.Stop()
+		<-stopped
+	}
+	if gwConn != nil {
+		gwConn.Close()
+	}
+	if m != nil {
+		m.Close()
+	}
+	if cancel != nil {
+		cancel()
+	}
+}

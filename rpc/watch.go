@@ -1,0 +1,237 @@
+package rpc
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+type watchServer struct {
+	pb.UnimplementedWatchServer
+	s *Server
+}
+
+// watchOpts are the per-watcher options the stream, not the store, acts on.
+type watchOpts struct {
+	progressNotify bool
+	fragment       bool
+	// sentSinceTick is set when events went out since the last progress
+	// tick; a watcher only gets a progress notification after a quiet tick.
+	sentSinceTick bool
+}
+
+// Watch runs one watch stream. A receiver goroutine hands requests to this
+// goroutine, which alone owns the stream's watchers and sends every reply,
+// so replies for one watcher keep their order. The stream lives until the
+// client goes away: a client that half-closes (as every HTTP gateway
+// client does after its one request) keeps receiving events.
+func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
+	ctx := stream.Context()
+	ws := w.s.b.NewWatchStream()
+	w.s.metrics.watchStreams.Inc()
+	defer w.s.metrics.watchStreams.Dec()
+	defer func() { w.s.metrics.watchers.Sub(float64(ws.Len())) }()
+
+	reqs := make(chan *pb.WatchRequest, 16)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					recvErr <- err
+				}
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	st := &watchStream{srv: w.s, stream: stream, ws: ws, opts: make(map[int64]*watchOpts)}
+	tick := time.NewTicker(w.s.cfg.WatchProgressNotifyInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case req := <-reqs:
+			if err := st.handle(req); err != nil {
+				return err
+			}
+		case <-ws.Ready():
+		case <-tick.C:
+			if err := st.progressTick(); err != nil {
+				return err
+			}
+			continue
+		case err := <-recvErr:
+			w.s.log.Debug("watch stream closed by client", "err", err)
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+		if _, err := st.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+type watchStream struct {
+	srv    *Server
+	stream pb.Watch_WatchServer
+	ws     *fsm.WatchStream
+	opts   map[int64]*watchOpts
+}
+
+func (st *watchStream) header(rev int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: st.srv.b.ClusterID(), MemberId: st.srv.b.MemberID(), RaftTerm: st.srv.b.Term(), Revision: rev}
+}
+
+func (st *watchStream) send(r *pb.WatchResponse) error {
+	if err := st.stream.Send(r); err != nil {
+		st.srv.log.Debug("watch send failed", "err", err)
+		return err
+	}
+	return nil
+}
+
+func (st *watchStream) handle(req *pb.WatchRequest) error {
+	switch v := req.RequestUnion.(type) {
+	case *pb.WatchRequest_CreateRequest:
+		return st.create(v.CreateRequest)
+	case *pb.WatchRequest_CancelRequest:
+		id := v.CancelRequest.WatchId
+		if err := st.ws.Cancel(id); err != nil {
+			return nil // etcd says nothing about an unknown watch ID
+		}
+		delete(st.opts, id)
+		st.srv.metrics.watchers.Dec()
+		return st.send(&pb.WatchResponse{Header: st.header(st.srv.b.Store().Rev()), WatchId: id, Canceled: true})
+	case *pb.WatchRequest_ProgressRequest:
+		// Everything up to the reported revision is sent first, so the
+		// notification is a true barrier.
+		rev, err := st.flush()
+		if err != nil {
+			return err
+		}
+		return st.send(&pb.WatchResponse{Header: st.header(rev), WatchId: -1})
+	}
+	return nil
+}
+
+func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
+	if cr == nil {
+		return nil
+	}
+	key := cr.Key
+	if len(key) == 0 {
+		key = []byte{0}
+	}
+	req := fsm.WatchRequest{ID: cr.WatchId, Key: key, RangeEnd: cr.RangeEnd, StartRev: cr.StartRevision, PrevKV: cr.PrevKv}
+	for _, f := range cr.Filters {
+		switch f {
+		case pb.WatchCreateRequest_NOPUT:
+			req.NoPut = true
+		case pb.WatchCreateRequest_NODELETE:
+			req.NoDelete = true
+		}
+	}
+	id, rev, err := st.ws.Watch(req)
+	resp := &pb.WatchResponse{Header: st.header(rev), WatchId: id, Created: true}
+	if err != nil {
+		resp.Canceled = true
+		resp.CancelReason = err.Error()
+	} else {
+		st.opts[id] = &watchOpts{progressNotify: cr.ProgressNotify, fragment: cr.Fragment}
+		st.srv.metrics.watchers.Inc()
+	}
+	return st.send(resp)
+}
+
+// flush sends whatever the store has for the stream's watchers and returns
+// the revision every watcher has now been sent up to.
+func (st *watchStream) flush() (int64, error) {
+	resps, rev := st.ws.Collect()
+	for _, r := range resps {
+		o := st.opts[r.WatchID]
+		if r.CompactRevision != 0 {
+			delete(st.opts, r.WatchID)
+			st.srv.metrics.watchers.Dec()
+			st.srv.metrics.compactedWatchers.Inc()
+			if err := st.send(&pb.WatchResponse{Header: st.header(0), WatchId: r.WatchID, Canceled: true, CompactRevision: r.CompactRevision}); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if o != nil {
+			o.sentSinceTick = true
+		}
+		wr := &pb.WatchResponse{Header: st.header(r.Revision), WatchId: r.WatchID, Events: r.Events}
+		st.srv.metrics.eventsSent.Add(float64(len(r.Events)))
+		if o != nil && o.fragment {
+			if err := sendFragments(wr, st.srv.cfg.MaxRequestBytes, st.send); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err := st.send(wr); err != nil {
+			return 0, err
+		}
+	}
+	return rev, nil
+}
+
+// progressTick sends a progress notification to every watcher that asked
+// for them, is caught up, and got nothing during the last interval.
+func (st *watchStream) progressTick() error {
+	rev, err := st.flush()
+	if err != nil {
+		return err
+	}
+	for id, o := range st.opts {
+		if !o.progressNotify {
+			continue
+		}
+		if !o.sentSinceTick && st.ws.Synced(id, rev) {
+			if err := st.send(&pb.WatchResponse{Header: st.header(rev), WatchId: id}); err != nil {
+				return err
+			}
+		}
+		o.sentSinceTick = false
+	}
+	return nil
+}
+
+// sendFragments splits a response larger than limit into messages of at
+// least one event each, all but the last marked as fragments.
+func sendFragments(wr *pb.WatchResponse, limit int, send func(*pb.WatchResponse) error) error {
+	if len(wr.Events) < 2 || wr.Size() < limit {
+		return send(wr)
+	}
+	rest := wr.Events
+	for len(rest) > 0 {
+		part := *wr
+		part.Events = []*mvccpb.Event{rest[0]}
+		n := 1
+		for ; n < len(rest); n++ {
+			part.Events = rest[:n+1]
+			if part.Size() >= limit {
+				part.Events = rest[:n]
+				break
+			}
+		}
+		rest = rest[len(part.Events):]
+		part.Fragment = len(rest) > 0
+		if err := send(&part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
