@@ -1,0 +1,28 @@
+GO       ?= go
+BIN      ?= bin/etcdsql
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+
+.PHONY: build run test test-race bench lint clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/etcdsql
+
+## run: one node on localhost:2379 (client) and :2380 (raft), data in ./default.etcdsql
+run:
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/etcdsql --log-format text
+
+## test: every test, then the race detector over the packages with concurrency
+test:
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 20m ./fsm/ ./rpc/ ./node/ ./internal/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 30m ./...
+
+lint:
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin default.etcdsql

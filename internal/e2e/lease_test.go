@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdsql/etcdsql/internal/testserver"
+)
+
+func TestLeaseKeysLiveWhileKeptAliveAndExpireAfter(t *testing.T) {
+	const ttl = 2
+	s := testserver.Start(t)
+	c := s.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	grant, err := c.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := c.Put(ctx, fmt.Sprintf("/lease/k%d", i), "v", clientv3.WithLease(grant.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wch := c.Watch(ctx, "/lease/", clientv3.WithPrefix(), clientv3.WithFilterPut())
+
+	kaCtx, stopKA := context.WithCancel(ctx)
+	ka, err := c.KeepAlive(kaCtx, grant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range ka {
+		}
+	}()
+	// Keepalives run for twice the TTL: the keys must stay.
+	until := time.Now().Add(2 * ttl * time.Second)
+	for time.Now().Before(until) {
+		select {
+		case resp := <-wch:
+			t.Fatalf("keys deleted while kept alive: %v", resp.Events)
+		case <-time.After(200 * time.Millisecond):
+		}
+		r, err := c.Get(ctx, "/lease/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil || r.Count != 3 {
+			t.Fatalf("while kept alive: count=%v err=%v", r.Count, err)
+		}
+	}
+	ttlResp, err := c.TimeToLive(ctx, grant.ID, clientv3.WithAttachedKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ttlResp.Keys) != 3 || string(ttlResp.Keys[0]) != "/lease/k0" || ttlResp.GrantedTTL != ttl || ttlResp.TTL < 0 || ttlResp.TTL > ttl {
+		t.Fatalf("time to live: %+v", ttlResp)
+	}
+
+	stopKA()
+	stopped := time.Now()
+	deleted := 0
+	for deleted < 3 {
+		select {
+		case resp := <-wch:
+			for _, ev := range resp.Events {
+				if ev.Type != mvccpb.DELETE {
+					t.Fatalf("unexpected event %v", ev)
+				}
+				deleted++
+			}
+		case <-time.After(ttl*time.Second + time.Second - time.Since(stopped)):
+			t.Fatalf("only %d of 3 keys deleted within TTL+1s of the last keepalive", deleted)
+		}
+	}
+	if el := time.Since(stopped); el > ttl*time.Second+time.Second {
+		t.Fatalf("expiry took %v after keepalives stopped, want <= TTL+1s", el)
+	}
+	if r, _ := c.TimeToLive(ctx, grant.ID); r.TTL != -1 {
+		t.Fatalf("expired lease still alive: TTL %d", r.TTL)
+	}
+}
+
+func TestLeaseRevokeDeletesAtOnce(t *testing.T) {
+	s := testserver.Start(t)
+	c := s.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	grant, err := c.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"/r/a", "/r/b"} {
+		if _, err := c.Put(ctx, k, "v", clientv3.WithLease(grant.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := mustRev(t, c)
+	rv, err := c.Revoke(ctx, grant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv.Header.Revision != before+1 {
+		t.Fatalf("revoke revision %d, want %d (one revision for all keys)", rv.Header.Revision, before+1)
+	}
+	r, err := c.Get(ctx, "/r/", clientv3.WithPrefix())
+	if err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("after revoke: %v %v", r.Kvs, err)
+	}
+	wr := <-c.Watch(ctx, "/r/", clientv3.WithPrefix(), clientv3.WithRev(rv.Header.Revision))
+	if len(wr.Events) != 2 || wr.Events[0].Type != mvccpb.DELETE || wr.Events[1].Kv.ModRevision != rv.Header.Revision {
+		t.Fatalf("revoke events: %v", wr.Events)
+	}
+	if _, err := c.Revoke(ctx, grant.ID); err == nil || err.Error() != "etcdserver: requested lease not found" {
+		t.Fatalf("second revoke: %v", err)
+	}
+}
