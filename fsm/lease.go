@@ -45,11 +45,11 @@ func (s *Store) leaseGrant(r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, err
 		// The proposer picks the ID before replication; zero here is a bug.
 		return nil, ErrLeaseNotFound
 	}
-	if _, ok := s.leases[r.ID]; ok {
-		return nil, ErrLeaseExists
-	}
 	if r.TTL > MaxLeaseTTL {
 		return nil, ErrLeaseTTLTooLarge
+	}
+	if _, ok := s.leases[r.ID]; ok {
+		return nil, ErrLeaseExists
 	}
 	ttl := r.TTL
 	if ttl < s.cfg.MinLeaseTTL {

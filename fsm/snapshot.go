@@ -68,7 +68,8 @@ func (snap *Snapshot) write(w io.Writer, withApplied bool) (int64, error) {
 		putU(snap.applied)
 	}
 	putU(uint64(snap.rev))
-	putU(uint64(snap.compactRev))
+	n := binary.PutVarint(scratch[:], snap.compactRev)
+	cw.Write(scratch[:n])
 	putU(uint64(len(snap.leases)))
 	for _, l := range snap.leases {
 		putU(uint64(l.ID))
@@ -140,7 +141,11 @@ func (s *Store) Restore(r io.Reader) error {
 		}()
 		appliedIndex = getU()
 		fresh.rev = int64(getU())
-		fresh.compactRev = int64(getU())
+		c, err := binary.ReadVarint(br)
+		if err != nil {
+			return err
+		}
+		fresh.compactRev = c
 		for n := getU(); n > 0; n-- {
 			id, ttl := int64(getU()), int64(getU())
 			fresh.leases[id] = &lease{id: id, ttl: ttl, keys: make(map[string]struct{})}

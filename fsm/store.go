@@ -11,6 +11,10 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
+// noCompaction is the compact revision of a store never compacted: as in
+// etcd, compacting at revision 0 is then allowed once.
+const noCompaction = -1
+
 // MaxLeaseTTL is the largest TTL a lease may be granted with (etcd's limit).
 const MaxLeaseTTL = 9000000000
 
@@ -66,7 +70,7 @@ func (s *Store) reset() {
 	s.keys = btree.NewG(32, func(a, b *keyRecord) bool { return bytes.Compare(a.key, b.key) < 0 })
 	s.history = nil
 	s.rev = 1
-	s.compactRev = 0
+	s.compactRev = noCompaction
 	s.leases = make(map[int64]*lease)
 	s.changed = make(chan struct{})
 }
@@ -167,7 +171,8 @@ func (s *Store) Rev() int64 {
 	return s.rev
 }
 
-// Revs returns the current and the compact revision together.
+// Revs returns the current and the compact revision together; the compact
+// revision is -1 until the first compaction.
 func (s *Store) Revs() (rev, compactRev int64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -160,9 +160,11 @@ func (s *Store) walkChecks(r *pb.TxnRequest, path []bool) (int, error) {
 				return 0, err
 			}
 		case *pb.RequestOp_RequestRange:
+			// Any nonzero revision below the compact revision, negative
+			// ones included, is compacted (as in etcd's txn checks).
 			if rev := v.RequestRange.Revision; rev > s.rev {
 				return 0, ErrFutureRev
-			} else if rev > 0 && rev < s.compactRev {
+			} else if rev != 0 && rev < s.compactRev {
 				return 0, ErrCompacted
 			}
 		case *pb.RequestOp_RequestTxn:

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"sort"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -46,6 +47,23 @@ type watcher struct {
 	end  []byte // ascendRange form
 	next int64  // next revision to deliver
 	req  WatchRequest
+	// sig identifies what the watcher selects (range, filters, prev_kv):
+	// watchers with equal sig and position get the same events.
+	sig string
+}
+
+func watcherSig(key, end []byte, r WatchRequest) string {
+	b := make([]byte, 0, 4+2*binary.MaxVarintLen64+len(key)+len(end))
+	for _, f := range []bool{end == nil, r.PrevKV, r.NoPut, r.NoDelete} {
+		if f {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	return string(append(b, end...))
 }
 
 func (w *watcher) matches(key []byte) bool {
@@ -69,6 +87,7 @@ type WatchStream struct {
 	s        *Store
 	watchers []*watcher // by ID
 	nextID   int64
+	out      []WatchResponse // reused by Collect
 }
 
 // NewWatchStream returns an empty stream over s.
@@ -96,7 +115,7 @@ func (ws *WatchStream) Watch(r WatchRequest) (int64, int64, error) {
 	if next <= 0 || next > cur {
 		next = max(cur+1, r.StartRev)
 	}
-	w := &watcher{id: id, key: r.Key, end: end, next: next, req: r}
+	w := &watcher{id: id, key: r.Key, end: end, next: next, req: r, sig: watcherSig(r.Key, end, r)}
 	i := sort.Search(len(ws.watchers), func(i int) bool { return ws.watchers[i].id > id })
 	ws.watchers = append(ws.watchers, nil)
 	copy(ws.watchers[i+1:], ws.watchers[i:])
@@ -158,13 +177,22 @@ var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return
 // messages to send, in watcher order. A watcher left behind by compaction
 // gets one message with CompactRevision set and is removed. Watchers with
 // nothing new produce no message. It returns the store revision it read up
-// to.
+// to. The returned slice is reused by the next Collect.
 func (ws *WatchStream) Collect() ([]WatchResponse, int64) {
 	s := ws.s
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	cur := s.rev
-	var out []WatchResponse
+	out := ws.out[:0]
+	// Watchers that select the same events from the same position share
+	// one result (the common case: many watchers on one prefix). The
+	// events are read-only, so sharing the slice is safe.
+	type shared struct {
+		from, next int64
+		resp       WatchResponse
+		ok         bool
+	}
+	var memo map[string]shared
 	kept := ws.watchers[:0]
 	for _, w := range ws.watchers {
 		if w.next > cur {
@@ -176,7 +204,22 @@ func (ws *WatchStream) Collect() ([]WatchResponse, int64) {
 			continue
 		}
 		kept = append(kept, w)
-		if resp, ok := ws.advance(w, cur); ok {
+		if m, hit := memo[w.sig]; hit && m.from == w.next {
+			w.next = m.next
+			if m.ok {
+				r := m.resp
+				r.WatchID = w.id
+				out = append(out, r)
+			}
+			continue
+		}
+		from := w.next
+		resp, ok := ws.advance(w, cur)
+		if memo == nil {
+			memo = make(map[string]shared)
+		}
+		memo[w.sig] = shared{from: from, next: w.next, resp: resp, ok: ok}
+		if ok {
 			out = append(out, resp)
 		}
 	}
@@ -184,6 +227,7 @@ func (ws *WatchStream) Collect() ([]WatchResponse, int64) {
 		ws.watchers[i] = nil
 	}
 	ws.watchers = kept
+	ws.out = out
 	return out, cur
 }
 

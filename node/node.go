@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
 
 	"github.com/etcdsql/etcdsql/fsm"
 )
@@ -198,7 +199,18 @@ func (n *Node) openRaft() error {
 	rc.BatchApplyCh = true
 	rc.Logger = newHCLogger(n.baseLog.With("component", "raft"), "raft")
 
-	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	// The freelist is rebuilt on open instead of written on every commit,
+	// and a large initial mmap avoids remapping (which stalls writers) as
+	// the log grows.
+	n.logStore, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:         time.Second,
+			NoFreelistSync:  true,
+			FreelistType:    bbolt.FreelistMapType,
+			InitialMmapSize: 256 << 20,
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("node: open raft log: %w", err)
 	}

@@ -30,7 +30,9 @@ type Config struct {
 	WatchProgressNotifyInterval time.Duration
 	// ShutdownTimeout bounds how long Close waits for unary calls.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// EnablePprof serves Go's profiler under /debug/pprof/.
+	EnablePprof bool
+	Logger      *slog.Logger
 	// Registry receives the server's metrics; Gatherer serves /metrics.
 	Registry prometheus.Registerer
 	Gatherer prometheus.Gatherer
@@ -93,6 +95,7 @@ func NewServer(b Backend, cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
+		grpc.ForceServerCodecV2(newCodec()),
 	)
 	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
 	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})

@@ -88,6 +88,7 @@ type watchStream struct {
 	stream pb.Watch_WatchServer
 	ws     *fsm.WatchStream
 	opts   map[int64]*watchOpts
+	enc    watchEncoder
 }
 
 func (st *watchStream) header(rev int64) *pb.ResponseHeader {
@@ -159,12 +160,19 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 // the revision every watcher has now been sent up to.
 func (st *watchStream) flush() (int64, error) {
 	resps, rev := st.ws.Collect()
+	// Responses of one flush mostly share a revision: share their header
+	// too (it is only read while encoding).
+	var hdr *pb.ResponseHeader
+	st.enc.reset()
 	for _, r := range resps {
 		o := st.opts[r.WatchID]
 		if r.CompactRevision != 0 {
 			delete(st.opts, r.WatchID)
 			st.srv.metrics.watchers.Dec()
 			st.srv.metrics.compactedWatchers.Inc()
+			if err := st.sendEncoded(); err != nil {
+				return 0, err
+			}
 			if err := st.send(&pb.WatchResponse{Header: st.header(0), WatchId: r.WatchID, Canceled: true, CompactRevision: r.CompactRevision}); err != nil {
 				return 0, err
 			}
@@ -173,19 +181,37 @@ func (st *watchStream) flush() (int64, error) {
 		if o != nil {
 			o.sentSinceTick = true
 		}
-		wr := &pb.WatchResponse{Header: st.header(r.Revision), WatchId: r.WatchID, Events: r.Events}
 		st.srv.metrics.eventsSent.Add(float64(len(r.Events)))
+		if hdr == nil || hdr.Revision != r.Revision {
+			hdr = st.header(r.Revision)
+		}
 		if o != nil && o.fragment {
+			if err := st.sendEncoded(); err != nil {
+				return 0, err
+			}
+			wr := &pb.WatchResponse{Header: hdr, WatchId: r.WatchID, Events: r.Events}
 			if err := sendFragments(wr, st.srv.cfg.MaxRequestBytes, st.send); err != nil {
 				return 0, err
 			}
 			continue
 		}
-		if err := st.send(wr); err != nil {
+		if err := st.enc.add(hdr, r.WatchID, r.Events); err != nil {
 			return 0, err
 		}
 	}
-	return rev, nil
+	return rev, st.sendEncoded()
+}
+
+// sendEncoded sends the messages assembled so far, in order.
+func (st *watchStream) sendEncoded() error {
+	for _, m := range st.enc.messages() {
+		if err := st.stream.SendMsg(m); err != nil {
+			st.srv.log.Debug("watch send failed", "err", err)
+			return err
+		}
+	}
+	st.enc.reset()
+	return nil
 }
 
 // progressTick sends a progress notification to every watcher that asked

@@ -52,6 +52,7 @@ type options struct {
 	electionTimeoutMs      int
 	snapshotCount          uint64
 	progressNotifyInterval time.Duration
+	enablePprof            bool
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -71,6 +72,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.Uint64Var(&o.snapshotCount, "snapshot-count", 8192, "committed entries that trigger a raft snapshot")
 	fs.DurationVar(&o.progressNotifyInterval, "experimental-watch-progress-notify-interval", 10*time.Minute,
 		"interval of watch progress notifications for watchers that ask for them")
+	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the client port")
 	return fs
 }
 
@@ -210,6 +212,7 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	rc := rpc.DefaultConfig()
 	rc.MaxRequestBytes = o.maxRequestBytes
 	rc.WatchProgressNotifyInterval = o.progressNotifyInterval
+	rc.EnablePprof = o.enablePprof
 	rc.Logger = log
 	rc.Registry = reg
 	rc.Gatherer = reg

@@ -73,7 +73,7 @@ func StartProcess(t testing.TB, dataDir string) *Process {
 			"--name", "p1", "--data-dir", dataDir,
 			"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", client),
 			"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peer),
-			"--election-timeout", "200", "--log-level", "warn",
+			"--election-timeout", "200", "--log-level", "warn", "--enable-pprof",
 		},
 	}
 	p.Restart(t)
@@ -109,3 +109,6 @@ func (p *Process) Kill() {
 		p.log.Close()
 	}
 }
+
+// Pid returns the process ID of the running process.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }

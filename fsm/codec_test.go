@@ -1,0 +1,118 @@
+package fsm
+
+import (
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+func TestCodecRoundTrip(t *testing.T) {
+	reqs := []*pb.InternalRaftRequest{
+		{Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v"), Lease: 5, PrevKv: true}},
+		{Put: &pb.PutRequest{Key: []byte{0, 0xff}, IgnoreValue: true, IgnoreLease: true}},
+		{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("a"), RangeEnd: []byte{0}, PrevKv: true}},
+		{Txn: &pb.TxnRequest{
+			Compare: []*pb.Compare{cmpOf("a", "b", pb.Compare_MOD, pb.Compare_LESS, int64(9))},
+			Success: []*pb.RequestOp{opPut("a", "1"), opTxn(&pb.TxnRequest{Failure: []*pb.RequestOp{opDel("x", "y")}})},
+		}},
+		{Compaction: &pb.CompactionRequest{Revision: 42}},
+		{LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 60}},
+		{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 7}},
+	}
+	for _, r := range reqs {
+		data, err := Encode(r)
+		if err != nil {
+			t.Fatalf("Encode(%v): %v", r, err)
+		}
+		if data[0] != entryVersion1 {
+			t.Fatalf("envelope byte %d", data[0])
+		}
+		got, err := Decode(data)
+		if err != nil {
+			t.Fatalf("Decode: %v", err)
+		}
+		if got.String() != r.String() {
+			t.Fatalf("round trip: %v, want %v", got, r)
+		}
+		// The decoded request owns its bytes.
+		for i := range data {
+			data[i] = 0
+		}
+		if got.String() != r.String() {
+			t.Fatalf("decoded request aliases the entry buffer")
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good, _ := Encode(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("value")}})
+	tests := map[string][]byte{
+		"nil":             nil,
+		"empty":           {},
+		"unknown version": append([]byte{2}, good[1:]...),
+		"version zero":    append([]byte{0}, good[1:]...),
+		"truncated":       good[:len(good)-2],
+		"garbage":         {entryVersion1, 0xff, 0xff, 0xff},
+	}
+	for name, data := range tests {
+		if r, err := Decode(data); err == nil {
+			t.Errorf("%s: Decode accepted it: %v", name, r)
+		}
+	}
+}
+
+func TestApplyPanicsOnBadEntries(t *testing.T) {
+	empty, _ := Encode(&pb.InternalRaftRequest{})
+	unsupported, _ := Encode(&pb.InternalRaftRequest{Range: &pb.RangeRequest{Key: []byte("k")}})
+	tests := map[string][]byte{
+		"undecodable":     {9, 9, 9},
+		"empty":           nil,
+		"no request":      empty,
+		"unknown request": unsupported,
+	}
+	for name, data := range tests {
+		h := newHarness(t)
+		h.put("k", "v") // index 1
+		before := h.s.Digest()
+		res, p := safeApply(h.s, 2, data)
+		if p == nil {
+			t.Errorf("%s: Apply did not panic (result %+v)", name, res)
+			continue
+		}
+		if h.s.AppliedIndex() != 1 || h.s.Digest() != before {
+			t.Errorf("%s: panicking Apply changed the store (applied %d)", name, h.s.AppliedIndex())
+		}
+	}
+}
+
+func TestAppliedIndexAndSkipIndex(t *testing.T) {
+	h := newHarness(t)
+	wait := h.s.AppliedWait()
+	h.put("a", "1") // index 1
+	select {
+	case <-wait:
+	default:
+		t.Fatal("AppliedWait not closed by Apply")
+	}
+	wait = h.s.AppliedWait()
+	// Errors still advance the applied index.
+	if res := h.revoke(77); res.Err == nil {
+		t.Fatal("revoke of unknown lease succeeded")
+	}
+	select {
+	case <-wait:
+	default:
+		t.Fatal("AppliedWait not closed by a failed Apply")
+	}
+	h.s.SkipIndex(5)
+	if got := h.s.AppliedIndex(); got != 5 {
+		t.Fatalf("after SkipIndex(5): %d", got)
+	}
+	h.s.SkipIndex(3) // never goes back
+	if got := h.s.AppliedIndex(); got != 5 {
+		t.Fatalf("after SkipIndex(3): %d", got)
+	}
+	h.idx = 5
+	h.put("b", "1") // index 6
+	h.wantRev(3)
+}

@@ -1,0 +1,195 @@
+package difftest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// EtcdBinary is the etcd 3.4 executable started by StartEtcd. The
+// environment variable DIFFTEST_ETCD overrides it.
+var EtcdBinary = "/usr/bin/etcd"
+
+const (
+	// etcdStartTimeout bounds one start attempt, up to a healthy /health.
+	etcdStartTimeout = 20 * time.Second
+	// etcdStartAttempts retries a start whose process died early, which is
+	// what happens when another process took one of the free ports first.
+	etcdStartAttempts = 3
+	// healthPollInterval is the pause between two /health probes.
+	healthPollInterval = 25 * time.Millisecond
+)
+
+// errEtcdExited reports that the etcd process ended before it was healthy.
+var errEtcdExited = errors.New("etcd exited before becoming healthy")
+
+// StartEtcd starts a single-member etcd 3.4 on free loopback ports, with
+// its data directory in t.TempDir(), waits until /health answers
+// {"health":"true"}, and stops it in t.Cleanup. It returns the client URL
+// ("http://127.0.0.1:PORT"), which serves gRPC and the HTTP/JSON gateway.
+//
+// When the binary is missing the test is skipped, unless CI=true, in which
+// case it fails.
+func StartEtcd(t testing.TB) string {
+	t.Helper()
+	bin := EtcdBinary
+	if env := os.Getenv("DIFFTEST_ETCD"); env != "" {
+		bin = env
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("difftest: etcd binary %s not usable: %v", bin, err)
+		}
+		t.Skipf("difftest: etcd binary %s not usable (%v); set CI=true to make this fatal", bin, err)
+	}
+	var lastErr error
+	for attempt := 1; attempt <= etcdStartAttempts; attempt++ {
+		url, err := startEtcdOnce(t, bin, attempt)
+		if err == nil {
+			return url
+		}
+		lastErr = err
+		if !errors.Is(err, errEtcdExited) {
+			break
+		}
+	}
+	t.Fatalf("difftest: start etcd: %v", lastErr)
+	return ""
+}
+
+// startEtcdOnce makes one start attempt. On success the process is owned by
+// a t.Cleanup; on failure it has already been stopped.
+func startEtcdOnce(t testing.TB, bin string, attempt int) (string, error) {
+	clientPort, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	dir := t.TempDir()
+	clientURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	logPath := filepath.Join(dir, fmt.Sprintf("etcd-%d.log", attempt))
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return "", fmt.Errorf("create etcd log: %w", err)
+	}
+	defer logFile.Close()
+
+	cmd := exec.Command(bin,
+		"--name", "difftest",
+		"--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", clientURL,
+		"--advertise-client-urls", clientURL,
+		"--listen-peer-urls", peerURL,
+		"--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "difftest="+peerURL,
+		"--initial-cluster-state", "new",
+		"--enable-grpc-gateway",
+		"--logger", "zap",
+		"--log-level", "warn",
+	)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("exec %s: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), etcdStartTimeout)
+	defer cancel()
+	if err := waitHealthy(ctx, clientURL, exited); err != nil {
+		stop()
+		return "", fmt.Errorf("%w; log %s:\n%s", err, logPath, tail(logPath, 2048))
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("difftest: etcd at %s log tail:\n%s", clientURL, tail(logPath, 2048))
+		}
+	})
+	return clientURL, nil
+}
+
+// waitHealthy polls GET /health until it reports healthy, the process exits,
+// or ctx ends.
+func waitHealthy(ctx context.Context, clientURL string, exited <-chan error) error {
+	client := &http.Client{Timeout: time.Second}
+	ticker := time.NewTicker(healthPollInterval)
+	defer ticker.Stop()
+	var lastErr error
+	for {
+		ok, err := probeHealth(ctx, client, clientURL)
+		if ok {
+			return nil
+		}
+		lastErr = err
+		select {
+		case err := <-exited:
+			return fmt.Errorf("%w: %v", errEtcdExited, err)
+		case <-ctx.Done():
+			return fmt.Errorf("etcd at %s not healthy in time (last probe: %v): %w", clientURL, lastErr, ctx.Err())
+		case <-ticker.C:
+		}
+	}
+}
+
+// probeHealth makes one GET /health request.
+func probeHealth(ctx context.Context, client *http.Client, clientURL string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
+	if err != nil {
+		return false, fmt.Errorf("build /health request: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("GET /health: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return false, fmt.Errorf("read /health: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"health":"true"`) {
+		return false, fmt.Errorf("GET /health: %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return true, nil
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1. The port is
+// released before use, so a start attempt can still lose a race for it.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail returns at most the last n bytes of a file, for diagnostics.
+func tail(path string, n int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	if int64(len(b)) > n {
+		b = b[int64(len(b))-n:]
+	}
+	return string(b)
+}
