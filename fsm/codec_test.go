@@ -61,14 +61,29 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+func TestApplyNoopRecordsIndexOnly(t *testing.T) {
+	h := newHarness(t)
+	h.put("k", "v") // index 1
+	before := h.s.Digest()
+	noop, _ := Encode(&pb.InternalRaftRequest{})
+	res, p := safeApply(h.s, 2, noop)
+	if p != nil || res == nil || res.Err != nil {
+		t.Fatalf("no-op: result %+v panic %v", res, p)
+	}
+	if h.s.AppliedIndex() != 2 || h.s.Digest() != before || h.s.Rev() != 2 {
+		t.Fatalf("no-op changed state: applied %d rev %d", h.s.AppliedIndex(), h.s.Rev())
+	}
+}
+
 func TestApplyPanicsOnBadEntries(t *testing.T) {
-	empty, _ := Encode(&pb.InternalRaftRequest{})
 	unsupported, _ := Encode(&pb.InternalRaftRequest{Range: &pb.RangeRequest{Key: []byte("k")}})
+	// A request kind from a newer version: a field this build does not know.
+	future := append([]byte{entryVersion1}, 0xa2, 0xc7, 0x14, 0x00) // field 42100, empty bytes
 	tests := map[string][]byte{
 		"undecodable":     {9, 9, 9},
 		"empty":           nil,
-		"no request":      empty,
 		"unknown request": unsupported,
+		"future request":  future,
 	}
 	for name, data := range tests {
 		h := newHarness(t)
@@ -115,4 +130,14 @@ func TestAppliedIndexAndSkipIndex(t *testing.T) {
 	h.idx = 5
 	h.put("b", "1") // index 6
 	h.wantRev(3)
+}
+
+func TestFutureRequestDecodesAsUnknown(t *testing.T) {
+	r, err := Decode([]byte{entryVersion1, 0xa2, 0xc7, 0x14, 0x00})
+	if err != nil {
+		t.Fatalf("a well-formed entry with an unknown field must decode: %v", err)
+	}
+	if r.Size() == 0 {
+		t.Fatal("an unknown field must not look like a no-op")
+	}
 }

@@ -95,8 +95,12 @@ func (s *Store) Apply(idx uint64, data []byte) *Result {
 	if err != nil {
 		panic(fmt.Sprintf("fsm: apply index %d: %v", idx, err))
 	}
-	res := s.apply(r)
-	if res == nil {
+	var res *Result
+	if r.Size() == 0 {
+		// The empty request is the no-op a new leader commits to learn
+		// that everything before its term has been applied.
+		res = &Result{}
+	} else if res = s.apply(r); res == nil {
 		panic(fmt.Sprintf("fsm: apply index %d: unknown request %s", idx, r.String()))
 	}
 	s.setApplied(idx)

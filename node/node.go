@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/bbolt"
 
 	"github.com/etcdsql/etcdsql/fsm"
@@ -120,7 +121,7 @@ type Node struct {
 	memberID  uint64
 
 	// ready is set once this member leads and has applied everything
-	// committed before its term (barrierIdx).
+	// committed before its term: the no-op it commits first, at barrierIdx.
 	ready      atomic.Bool
 	barrierIdx atomic.Uint64
 	readyMu    sync.Mutex
@@ -289,11 +290,20 @@ func (n *Node) watchLeadership() {
 				n.log.Info("lost leadership", "term", n.raft.CurrentTerm())
 				continue
 			}
-			if err := n.raft.Barrier(n.cfg.RequestTimeout).Error(); err != nil {
-				n.log.Warn("barrier after election failed", "err", err)
+			// A no-op through the state machine: once it is applied,
+			// everything committed in earlier terms is too, and its index
+			// is one the store itself records (raft's own no-op and
+			// barrier entries never reach the store).
+			noop, err := fsm.Encode(&pb.InternalRaftRequest{})
+			if err != nil {
+				panic(err)
+			}
+			f := n.raft.Apply(noop, n.cfg.RequestTimeout)
+			if err := f.Error(); err != nil {
+				n.log.Warn("no-op after election failed", "err", err)
 				continue
 			}
-			n.barrierIdx.Store(n.raft.AppliedIndex())
+			n.barrierIdx.Store(f.Index())
 			n.lessor.promote()
 			n.setReady(true)
 			n.log.Info("became leader", "term", n.raft.CurrentTerm())

@@ -94,6 +94,9 @@ func checkWatchers(t *testing.T, chans []clientv3.WatchChan, first int64, total 
 }
 
 func TestWatchThousandWatchersOneStream(t *testing.T) {
+	if raceEnabled {
+		t.Skip("scale test: runs in the plain (non-race) pass of make test")
+	}
 	const watchers, events = 1000, 10000
 	s := testserver.Start(t)
 	c := s.Client(t)
@@ -113,6 +116,9 @@ func TestWatchThousandWatchersOneStream(t *testing.T) {
 }
 
 func TestWatchThousandWatchersHundredStreams(t *testing.T) {
+	if raceEnabled {
+		t.Skip("scale test: runs in the plain (non-race) pass of make test")
+	}
 	const streams, perStream, events = 100, 10, 10000
 	s := testserver.Start(t)
 	c := s.Client(t)

@@ -47,7 +47,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	nc.ElectionTimeout = 200 * time.Millisecond
 	nc.LeaseCheckInterval = 100 * time.Millisecond
 	if os.Getenv("ETCDSQL_TEST_LOG") != "" {
-		nc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		nc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	rc := rpc.DefaultConfig()
 	reg := prometheus.NewRegistry()
