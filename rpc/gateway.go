@@ -1,7 +1,9 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 )
 
 // The etcd versions etcdsql answers as on /version and in Status.
@@ -60,6 +63,11 @@ func (s *Server) httpHandler(ctx context.Context, addr string) (http.Handler, io
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v3/", gwmux)
+	// The gateway's stream handlers drop a request they cannot decode and
+	// leave the client waiting (watch) or answer an empty 200 (keepalive):
+	// reject those with 400 first.
+	mux.Handle("/v3/watch", checkFirstObject(gwmux, func() proto.Message { return protoadapt.MessageV2Of(&pb.WatchRequest{}) }))
+	mux.Handle("/v3/lease/keepalive", checkFirstObject(gwmux, func() proto.Message { return protoadapt.MessageV2Of(&pb.LeaseKeepAliveRequest{}) }))
 	mux.HandleFunc("/version", s.serveVersion)
 	mux.HandleFunc("/health", s.serveHealth)
 	gatherer := s.cfg.Gatherer
@@ -144,6 +152,36 @@ func routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w
 	}
 	msg := http.StatusText(httpStatus)
 	writeJSON(w, httpStatus, errorBody{Error: msg, Message: msg, Code: int32(code)})
+}
+
+// checkFirstObject reads the first JSON object of a streaming request body
+// and answers 400, as a unary call would, if it does not decode into the
+// request message; otherwise the body goes on to next unchanged. Only the
+// first object is read, so a client that keeps its body open to stream more
+// requests is not blocked.
+func checkFirstObject(next http.Handler, newMsg func() proto.Message) http.Handler {
+	opts := protojson.UnmarshalOptions{DiscardUnknown: true}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dec := json.NewDecoder(r.Body)
+		var first json.RawMessage
+		err := dec.Decode(&first)
+		if errors.Is(err, io.EOF) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err == nil {
+			err = opts.Unmarshal(first, newMsg())
+		}
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Message: err.Error(), Code: int32(codes.InvalidArgument)})
+			return
+		}
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(first), dec.Buffered(), r.Body), r.Body}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {

@@ -185,6 +185,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"invalid base64", "/v3/kv/put", `{"key":"!!!","value":"dg=="}`},
 		{"wrong type", "/v3/kv/range", `{"key":"L2E=","limit":"x"}`},
 		{"empty key over HTTP", "/v3/kv/put", `{"value":"dg=="}`},
+		{"watch with invalid base64", "/v3/watch", `{"create_request":{"key":"!!!"}}`},
+		{"watch with truncated JSON", "/v3/watch", `{"create_request":`},
+		{"keepalive with a bad ID", "/v3/lease/keepalive", `{"ID":"x"}`},
 	}
 	for _, tc := range httpCases {
 		t.Run("http "+tc.name, func(t *testing.T) {
