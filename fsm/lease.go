@@ -56,6 +56,7 @@ func (s *Store) leaseGrant(r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, err
 		ttl = s.cfg.MinLeaseTTL
 	}
 	s.leases[r.ID] = &lease{id: r.ID, ttl: ttl, keys: make(map[string]struct{})}
+	s.leaseVersion++
 	return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: s.rev}, ID: r.ID, TTL: ttl}, nil
 }
 
@@ -72,6 +73,7 @@ func (s *Store) leaseRevoke(id int64) (*pb.LeaseRevokeResponse, error) {
 		w.deleteRange([]byte(k), nil)
 	}
 	delete(s.leases, id)
+	s.leaseVersion++
 	return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: w.end()}}, nil
 }
 

@@ -177,12 +177,45 @@ func (s *Store) Restore(r io.Reader) error {
 		return err
 	}
 
+	s.swapIn(fresh, appliedIndex)
+	return nil
+}
+
+// swapIn replaces the state with fresh's.
+func (s *Store) swapIn(fresh *Store, appliedIndex uint64) {
 	s.mu.Lock()
 	s.keys, s.history, s.rev, s.compactRev, s.leases = fresh.keys, fresh.history, fresh.rev, fresh.compactRev, fresh.leases
+	s.leaseVersion++
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	s.setApplied(appliedIndex)
+}
+
+// Load replaces the whole state with one read from the system of record:
+// every retained version in (revision, sub) order, the leases, the current
+// and compact revisions. The applied index is reset to 0: the raft log
+// that follows starts afresh. Apply goroutine only, before raft starts.
+func (s *Store) Load(rev, compactRev int64, leases []LeaseInfo, changes []Change) error {
+	fresh := &Store{cfg: s.cfg}
+	fresh.reset()
+	fresh.rev, fresh.compactRev = rev, compactRev
+	for _, l := range leases {
+		fresh.leases[l.ID] = &lease{id: l.ID, ttl: l.TTL, keys: make(map[string]struct{})}
+	}
+	var lastRev int64
+	for i, c := range changes {
+		if c.KV.ModRevision < lastRev || c.KV.ModRevision > rev {
+			return fmt.Errorf("fsm: load: change %d at revision %d out of order (after %d, current %d)", i, c.KV.ModRevision, lastRev, rev)
+		}
+		lastRev = c.KV.ModRevision
+		typ := mvccpb.PUT
+		if c.Deleted {
+			typ = mvccpb.DELETE
+		}
+		fresh.restoreVersion(&mvccpb.Event{Type: typ, Kv: c.KV}, c.Sub)
+	}
+	s.swapIn(fresh, 0)
 	return nil
 }
 

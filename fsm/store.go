@@ -49,7 +49,10 @@ type Store struct {
 	rev        int64      // current revision
 	compactRev int64
 	leases     map[int64]*lease
-	changed    chan struct{} // closed and replaced whenever rev or compactRev moves
+	// leaseVersion counts changes to the lease set (grants, revokes), so
+	// the system of record rewrites leases only when they changed.
+	leaseVersion uint64
+	changed      chan struct{} // closed and replaced whenever rev or compactRev moves
 
 	applied     atomic.Uint64
 	appliedMu   sync.Mutex

@@ -10,4 +10,5 @@ var (
 	ErrTimeout         = rpc.ErrTimeout
 	ErrRequestTooLarge = rpc.ErrRequestTooLarge
 	ErrStopped         = rpc.ErrStopped
+	ErrUnavailable     = rpc.ErrUnavailable
 )

@@ -11,6 +11,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/fsm"
+	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
 // propose replicates one request and returns what the state machine made
@@ -27,6 +28,13 @@ func (n *Node) propose(ctx context.Context, r *pb.InternalRaftRequest) (*fsm.Res
 	defer cancel()
 	if err := n.waitReady(ctx); err != nil {
 		return nil, err
+	}
+	// With the database down nothing is proposed: the client learns at
+	// once, and no write is left with an unknown outcome.
+	if n.sink != nil {
+		if err := n.sink.Healthy(); err != nil {
+			return nil, ErrUnavailable
+		}
 	}
 	timeout := time.Until(deadlineOf(ctx))
 	if timeout <= 0 {
@@ -46,6 +54,11 @@ func (n *Node) propose(ctx context.Context, r *pb.InternalRaftRequest) (*fsm.Res
 	res, ok := f.Response().(*fsm.Result)
 	if !ok {
 		return nil, ErrTimeout
+	}
+	if n.sink != nil && n.sink.Ack() == sqlsink.AckSync {
+		if err := n.sink.WaitIndex(ctx, f.Index()); err != nil {
+			return nil, ErrTimeout // committed, but not yet in the database
+		}
 	}
 	return res, nil
 }
@@ -150,8 +163,18 @@ func txnSerializable(r *pb.TxnRequest) bool {
 	return true
 }
 
-// Compact replicates a compaction.
+// Compact replicates a compaction. It never passes the database's
+// high-water mark: history the database lacks is kept until it has it.
 func (n *Node) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if n.sink != nil && r.Revision > n.sink.SunkRevision() && r.Revision <= n.store.Rev() {
+		ctx, cancel := n.requestContext(ctx)
+		defer cancel()
+		if err := n.sink.WaitRevision(ctx, r.Revision); errors.Is(err, sqlsink.ErrUnhealthy) {
+			return nil, ErrUnavailable
+		} else if err != nil {
+			return nil, ErrTimeout
+		}
+	}
 	res, err := n.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
 	if err != nil {
 		return nil, err

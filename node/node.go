@@ -24,6 +24,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/fsm"
+	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
 // Config configures a node.
@@ -56,7 +57,9 @@ type Config struct {
 	// LeaseCheckInterval is how often the leader looks for expired leases.
 	LeaseCheckInterval time.Duration
 
-	FSM      fsm.Config
+	FSM fsm.Config
+	// Sink configures the SQL system of record; nil runs without one.
+	Sink     *sqlsink.Config
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 }
@@ -100,6 +103,11 @@ func (c Config) Validate() error {
 	if err := c.FSM.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Sink != nil {
+		if err := c.Sink.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("node: config: %w", err)
 	}
@@ -116,6 +124,11 @@ type Node struct {
 	transport *raft.NetworkTransport
 	logStore  *raftboltdb.BoltStore
 	lessor    *lessor
+	sink      *sqlsink.Sink // nil without a system of record
+
+	sinkMu     sync.Mutex
+	sinkCancel context.CancelFunc
+	sinkDone   chan struct{}
 
 	clusterID uint64
 	memberID  uint64
@@ -163,6 +176,24 @@ func New(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 	}
 	n.lessor = newLessor(store)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	if cfg.Sink != nil {
+		sc := *cfg.Sink
+		if sc.Logger == nil {
+			sc.Logger = log
+		}
+		if sc.Registry == nil {
+			sc.Registry = cfg.Registry
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n.sink, err = sqlsink.Open(ctx, sc)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
 	if err := n.openRaft(); err != nil {
 		n.closeStores()
 		return nil, err
@@ -181,12 +212,7 @@ func (n *Node) openRaft() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
 	}
-	id, err := loadOrCreateClusterID(filepath.Join(n.cfg.DataDir, "cluster_id"))
-	if err != nil {
-		return err
-	}
-	n.clusterID = id
-
+	var err error
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.Name)
 	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
@@ -235,6 +261,9 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: inspect raft state: %w", err)
 	}
+	if err := n.adoptDatabase(has); err != nil {
+		return err
+	}
 	n.raft, err = raft.NewRaft(rc, raftFSM{n.store}, n.logStore, n.logStore, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
@@ -247,6 +276,42 @@ func (n *Node) openRaft() error {
 			return fmt.Errorf("node: bootstrap: %w", err)
 		}
 		n.log.Info("bootstrapped a new cluster", "cluster_id", strconv.FormatUint(n.clusterID, 16))
+	}
+	return nil
+}
+
+// adoptDatabase settles the cluster ID with the system of record. A member
+// with no raft state over a database that holds data starts from that data
+// (same revisions, leases, compact revision) and joins its cluster; any
+// other member claims an unclaimed database or must match its cluster.
+func (n *Node) adoptDatabase(hasRaftState bool) error {
+	idPath := filepath.Join(n.cfg.DataDir, "cluster_id")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if n.sink != nil && !hasRaftState {
+		st, err := n.sink.State(ctx)
+		if err != nil {
+			return err
+		}
+		if st.ClusterID != 0 {
+			if _, err := n.sink.LoadInto(ctx, n.store); err != nil {
+				return err
+			}
+			n.clusterID = st.ClusterID
+			n.log.Info("loaded state from the database", "rev", st.Revision, "compact_rev", st.CompactRev,
+				"cluster_id", strconv.FormatUint(st.ClusterID, 16))
+			return os.WriteFile(idPath, []byte(strconv.FormatUint(st.ClusterID, 16)+"\n"), 0o600)
+		}
+	}
+	id, err := loadOrCreateClusterID(idPath)
+	if err != nil {
+		return err
+	}
+	n.clusterID = id
+	if n.sink != nil {
+		if err := n.sink.SetClusterID(ctx, id); err != nil {
+			return fmt.Errorf("node: %w: point the member at its own database, or remove its data dir to rebuild it from this one", err)
+		}
 	}
 	return nil
 }
@@ -286,6 +351,7 @@ func (n *Node) watchLeadership() {
 		case leader := <-n.raft.LeaderCh():
 			n.setReady(false)
 			n.lessor.demote()
+			n.stopSink()
 			if !leader {
 				n.log.Info("lost leadership", "term", n.raft.CurrentTerm())
 				continue
@@ -304,6 +370,7 @@ func (n *Node) watchLeadership() {
 				continue
 			}
 			n.barrierIdx.Store(f.Index())
+			n.startSink()
 			n.lessor.promote()
 			n.setReady(true)
 			n.log.Info("became leader", "term", n.raft.CurrentTerm())
@@ -365,9 +432,42 @@ func (n *Node) Close() error {
 			err = n.raft.Shutdown().Error()
 		}
 		n.wg.Wait()
+		n.stopSink()
 		n.closeStores()
 	})
 	return err
+}
+
+// startSink runs the system-of-record writer while this member leads.
+func (n *Node) startSink() {
+	if n.sink == nil {
+		return
+	}
+	n.sinkMu.Lock()
+	defer n.sinkMu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	n.sinkCancel, n.sinkDone = cancel, done
+	term := n.raft.CurrentTerm()
+	go func() {
+		defer close(done)
+		if err := n.sink.Run(ctx, n.store, term); err != nil {
+			n.log.Error("sink stopped: writes are refused until it is fixed", "err", err)
+		}
+	}()
+}
+
+// stopSink stops the writer and waits for it: a deposed leader writes no
+// more.
+func (n *Node) stopSink() {
+	n.sinkMu.Lock()
+	cancel, done := n.sinkCancel, n.sinkDone
+	n.sinkCancel, n.sinkDone = nil, nil
+	n.sinkMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
 }
 
 func (n *Node) closeStores() {
@@ -376,5 +476,8 @@ func (n *Node) closeStores() {
 	}
 	if n.logStore != nil {
 		n.logStore.Close()
+	}
+	if n.sink != nil {
+		n.sink.Close()
 	}
 }

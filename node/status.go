@@ -29,6 +29,14 @@ func (n *Node) Healthy() error {
 	return nil
 }
 
+// SinkHealthy reports whether the system of record takes writes.
+func (n *Node) SinkHealthy() error {
+	if n.sink == nil {
+		return nil
+	}
+	return n.sink.Healthy()
+}
+
 // Members lists the raft members with their advertised URLs.
 func (n *Node) Members(ctx context.Context) ([]*pb.Member, error) {
 	f := n.raft.GetConfiguration()
@@ -94,6 +102,13 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) {
 			boolGauge(func() bool { return n.raft.State() == raft.Leader })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_applied_revision", Help: "The store revision applied on this member."},
 			func() float64 { return float64(n.store.Rev()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_sink_lag_revisions", Help: "Revisions applied but not yet in the database."},
+			func() float64 {
+				if n.sink == nil {
+					return 0
+				}
+				return float64(max(0, n.store.Rev()-n.sink.SunkRevision()))
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_compact_revision", Help: "The compact revision on this member."},
 			func() float64 { _, c := n.store.Revs(); return float64(c) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_raft_applied_index", Help: "The raft index applied to the store."},

@@ -48,6 +48,9 @@ type Backend interface {
 	Term() uint64
 	// Healthy reports why this member should not get traffic, or nil.
 	Healthy() error
+	// SinkHealthy reports why writes are refused (the database is down),
+	// or nil. Reads and watches are served either way.
+	SinkHealthy() error
 	Members(ctx context.Context) ([]*pb.Member, error)
 	Status(ctx context.Context) (*pb.StatusResponse, error)
 }

@@ -202,5 +202,17 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": status.Convert(togRPCError(err)).Message()})
 		return
 	}
+	// Reads and watches go on while the database is down, so the member
+	// stays in the load balancer (all members share one database); the
+	// reason says writes are refused, and ?writable=true makes it a 503.
+	if err := s.b.SinkHealthy(); err != nil {
+		reason := "database unavailable: writes are refused"
+		if r.URL.Query().Get("writable") == "true" {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": reason})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"health": "true", "reason": reason})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"health": "true", "reason": ""})
 }

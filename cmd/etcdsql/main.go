@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/etcdsql/etcdsql/node"
 	"github.com/etcdsql/etcdsql/rpc"
+	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -53,6 +55,8 @@ type options struct {
 	snapshotCount          uint64
 	progressNotifyInterval time.Duration
 	enablePprof            bool
+	mysqlDSN               string
+	sinkAck                string
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -72,6 +76,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.Uint64Var(&o.snapshotCount, "snapshot-count", 8192, "committed entries that trigger a raft snapshot")
 	fs.DurationVar(&o.progressNotifyInterval, "experimental-watch-progress-notify-interval", 10*time.Minute,
 		"interval of watch progress notifications for watchers that ask for them")
+	fs.StringVar(&o.mysqlDSN, "mysql-dsn", "", "MySQL/MariaDB DSN of the system of record (user:pass@tcp(host:3306)/db); empty: SQLite under --data-dir")
+	fs.StringVar(&o.sinkAck, "sink-ack", "sync", "sync: answer writes once in the database; async: answer on raft commit")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the client port")
 	return fs
 }
@@ -208,6 +214,11 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	nc.SnapshotThreshold = o.snapshotCount
 	nc.Logger = log
 	nc.Registry = reg
+	sc := sqlsink.DefaultConfig()
+	sc.MySQLDSN = o.mysqlDSN
+	sc.SQLitePath = filepath.Join(o.dataDir, "etcdsql.db")
+	sc.Ack = o.sinkAck
+	nc.Sink = &sc
 
 	rc := rpc.DefaultConfig()
 	rc.MaxRequestBytes = o.maxRequestBytes
@@ -241,7 +252,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("starting etcdsql", "version", version, "name", o.name, "data_dir", o.dataDir,
 		"listen_client_urls", o.listenClientURLs, "advertise_client_urls", mc.Node.ClientURLs,
 		"listen_peer_urls", o.listenPeerURLs, "election_timeout_ms", o.electionTimeoutMs,
-		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount)
+		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount,
+		"database", mc.Node.Sink.Redacted(), "sink_ack", o.sinkAck)
 	m, err := node.StartMember(mc)
 	if err != nil {
 		return err

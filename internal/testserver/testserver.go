@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/etcdsql/etcdsql/node"
 	"github.com/etcdsql/etcdsql/rpc"
+	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
 // Server is one in-process member.
@@ -30,9 +32,25 @@ type Server struct {
 // Option adjusts a member's configuration before it starts.
 type Option func(*node.MemberConfig)
 
-// WithDataDir starts the member on an existing data dir.
+// WithDataDir starts the member on an existing data dir (and its SQLite
+// database, unless WithMySQL chose another).
 func WithDataDir(dir string) Option {
-	return func(c *node.MemberConfig) { c.Node.DataDir = dir }
+	return func(c *node.MemberConfig) {
+		c.Node.DataDir = dir
+		if c.Node.Sink != nil && c.Node.Sink.MySQLDSN == "" {
+			c.Node.Sink.SQLitePath = filepath.Join(dir, "etcdsql.db")
+		}
+	}
+}
+
+// WithMySQL makes a MySQL/MariaDB database the system of record.
+func WithMySQL(dsn string) Option {
+	return func(c *node.MemberConfig) { c.Node.Sink.MySQLDSN = dsn }
+}
+
+// WithSinkAck sets the ack mode (sqlsink.AckSync or sqlsink.AckAsync).
+func WithSinkAck(ack string) Option {
+	return func(c *node.MemberConfig) { c.Node.Sink.Ack = ack }
 }
 
 // Start starts a member on 127.0.0.1 with random ports and fast raft
@@ -49,6 +67,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if os.Getenv("ETCDSQL_TEST_LOG") != "" {
 		nc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
+	sc := sqlsink.DefaultConfig()
+	sc.SQLitePath = filepath.Join(nc.DataDir, "etcdsql.db")
+	nc.Sink = &sc
 	rc := rpc.DefaultConfig()
 	reg := prometheus.NewRegistry()
 	nc.Registry, rc.Registry, rc.Gatherer = reg, reg, reg

@@ -1,0 +1,345 @@
+package sqlsink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
+	_ "modernc.org/sqlite" // the embedded default
+)
+
+// Ack modes.
+const (
+	// AckSync answers a write once its revision is in the database.
+	AckSync = "sync"
+	// AckAsync answers on raft commit; the database trails.
+	AckAsync = "async"
+)
+
+// Config configures the sink.
+type Config struct {
+	// MySQLDSN selects MySQL/MariaDB (go-sql-driver/mysql DSN). Empty
+	// selects SQLite at SQLitePath.
+	MySQLDSN   string
+	SQLitePath string
+	// Ack is AckSync or AckAsync.
+	Ack string
+	// MaxBatchRevisions bounds the revisions one SQL transaction writes.
+	MaxBatchRevisions int
+	// WriteTimeout bounds one batch; ProbeInterval is how often an idle
+	// sink checks the database; RetryMin/RetryMax bound the backoff
+	// after a failure.
+	WriteTimeout  time.Duration
+	ProbeInterval time.Duration
+	RetryMin      time.Duration
+	RetryMax      time.Duration
+	Logger        *slog.Logger
+	Registry      prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults: SQLite, sync acks.
+func DefaultConfig() Config {
+	return Config{
+		Ack:               AckSync,
+		MaxBatchRevisions: 1000,
+		WriteTimeout:      5 * time.Second,
+		ProbeInterval:     time.Second,
+		RetryMin:          50 * time.Millisecond,
+		RetryMax:          2 * time.Second,
+	}
+}
+
+// Validate reports a configuration the sink cannot run with.
+func (c Config) Validate() error {
+	if c.MySQLDSN == "" && c.SQLitePath == "" {
+		return errors.New("sqlsink: neither a MySQL DSN nor a SQLite path")
+	}
+	if c.MySQLDSN != "" {
+		if _, err := mysql.ParseDSN(c.MySQLDSN); err != nil {
+			return fmt.Errorf("sqlsink: MySQL DSN: %w", err)
+		}
+	}
+	if c.Ack != AckSync && c.Ack != AckAsync {
+		return fmt.Errorf("sqlsink: ack must be %q or %q, got %q", AckSync, AckAsync, c.Ack)
+	}
+	if c.MaxBatchRevisions < 1 || c.WriteTimeout <= 0 || c.ProbeInterval <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
+		return errors.New("sqlsink: batch size, timeouts and retry bounds must be positive")
+	}
+	return nil
+}
+
+// Redacted returns the DSN without its password, for logs.
+func (c Config) Redacted() string {
+	if c.MySQLDSN == "" {
+		return "sqlite:" + c.SQLitePath
+	}
+	mc, err := mysql.ParseDSN(c.MySQLDSN)
+	if err != nil {
+		return "mysql:(unparsable DSN)"
+	}
+	mc.Passwd = ""
+	return "mysql:" + mc.FormatDSN()
+}
+
+// State is what the database says about itself.
+type State struct {
+	ClusterID    uint64
+	Revision     int64 // the high-water mark: every revision up to it is stored
+	CompactRev   int64
+	AppliedIndex uint64
+	LeaderTerm   uint64
+}
+
+// Meta row names.
+const (
+	metaSchema     = "schema_version"
+	metaCluster    = "cluster_id"
+	metaRevision   = "revision"
+	metaCompact    = "compact_revision"
+	metaApplied    = "applied_index"
+	metaLeaderTerm = "leader_term"
+)
+
+// Sink writes the store's revisions to the database. Start it on the leader
+// with Run; everything else is safe for concurrent use.
+type Sink struct {
+	cfg     Config
+	d       dialect
+	db      *sql.DB
+	log     *slog.Logger
+	metrics *metrics
+
+	sunkRev   atomic.Int64
+	sunkIndex atomic.Uint64
+	healthErr atomic.Pointer[error]
+
+	mu       sync.Mutex
+	progress chan struct{} // closed and replaced when sunkIndex moves or health changes
+}
+
+// Open connects, runs the schema migrations and reads the sink's position.
+func Open(ctx context.Context, cfg Config) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Sink{cfg: cfg, log: log.With("component", "sqlsink"), progress: make(chan struct{})}
+	var err error
+	if cfg.MySQLDSN != "" {
+		s.d = mysqlDialect{}
+		s.db, err = sql.Open("mysql", cfg.MySQLDSN)
+		if err == nil {
+			s.db.SetMaxOpenConns(8)
+			s.db.SetMaxIdleConns(8)
+			s.db.SetConnMaxLifetime(5 * time.Minute)
+		}
+	} else {
+		s.d = sqliteDialect{}
+		s.db, err = sql.Open("sqlite", sqliteDSN(cfg.SQLitePath))
+		if err == nil {
+			s.db.SetMaxOpenConns(1) // one writer; SQLite serializes anyway
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlsink: open %s: %w", cfg.Redacted(), err)
+	}
+	s.metrics = newMetrics(cfg.Registry, s)
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	st, err := s.State(ctx)
+	if err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	s.sunkRev.Store(st.Revision)
+	s.sunkIndex.Store(st.AppliedIndex)
+	s.setHealth(nil)
+	return s, nil
+}
+
+func sqliteDSN(path string) string {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(5000)", "foreign_keys(0)"} {
+		q.Add("_pragma", p)
+	}
+	return "file:" + filepath.ToSlash(path) + "?" + q.Encode()
+}
+
+// Close closes the database handle.
+func (s *Sink) Close() error { return s.db.Close() }
+
+// DB exposes the handle for checks and tests.
+func (s *Sink) DB() *sql.DB { return s.db }
+
+// Ack returns the configured ack mode.
+func (s *Sink) Ack() string { return s.cfg.Ack }
+
+func (s *Sink) migrate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	migs := s.d.migrations()
+	// Migration 1 creates meta, so the version can only be read after it.
+	for _, stmt := range migs[0] {
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("sqlsink: migrate to schema 1: %w", err)
+		}
+	}
+	for _, name := range []string{metaSchema, metaCluster, metaRevision, metaApplied, metaLeaderTerm} {
+		if _, err := s.db.ExecContext(ctx, s.d.insertIgnore("meta")+" (name, value) VALUES (?, 0)", name); err != nil {
+			return fmt.Errorf("sqlsink: init meta: %w", err)
+		}
+	}
+	if _, err := s.db.ExecContext(ctx, s.d.insertIgnore("meta")+" (name, value) VALUES (?, -1)", metaCompact); err != nil {
+		return fmt.Errorf("sqlsink: init meta: %w", err)
+	}
+	var v int
+	if err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = ?", metaSchema).Scan(&v); err != nil {
+		return fmt.Errorf("sqlsink: read schema version: %w", err)
+	}
+	if v > len(migs) {
+		return fmt.Errorf("sqlsink: database schema %d is newer than this binary knows (%d): upgrade etcdsql", v, len(migs))
+	}
+	for ; v < len(migs); v++ {
+		if v > 0 {
+			for _, stmt := range migs[v] {
+				if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("sqlsink: migrate to schema %d: %w", v+1, err)
+				}
+			}
+		}
+		if _, err := s.db.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", v+1, metaSchema); err != nil {
+			return fmt.Errorf("sqlsink: record schema %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+// State reads the meta rows.
+func (s *Sink) State(ctx context.Context) (State, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT name, value FROM meta")
+	if err != nil {
+		return State{}, fmt.Errorf("sqlsink: read meta: %w", err)
+	}
+	defer rows.Close()
+	var st State
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			return State{}, fmt.Errorf("sqlsink: read meta: %w", err)
+		}
+		switch name {
+		case metaCluster:
+			st.ClusterID = uint64(v)
+		case metaRevision:
+			st.Revision = v
+		case metaCompact:
+			st.CompactRev = v
+		case metaApplied:
+			st.AppliedIndex = uint64(v)
+		case metaLeaderTerm:
+			st.LeaderTerm = uint64(v)
+		}
+	}
+	return st, rows.Err()
+}
+
+// SetClusterID claims an unclaimed database for a cluster; a database
+// claimed by another cluster is refused.
+func (s *Sink) SetClusterID(ctx context.Context, id uint64) error {
+	st, err := s.State(ctx)
+	if err != nil {
+		return err
+	}
+	switch st.ClusterID {
+	case id:
+		return nil
+	case 0:
+		_, err := s.db.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", int64(id), metaCluster)
+		if err != nil {
+			return fmt.Errorf("sqlsink: claim database: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: database has cluster id %x, this member %x", ErrClusterMismatch, st.ClusterID, id)
+}
+
+// SunkRevision returns the high-water mark: the last revision stored.
+func (s *Sink) SunkRevision() int64 { return s.sunkRev.Load() }
+
+// Healthy returns nil while the database takes writes.
+func (s *Sink) Healthy() error {
+	if p := s.healthErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Sink) setHealth(err error) {
+	prev := s.Healthy()
+	s.healthErr.Store(&err)
+	if (prev == nil) != (err == nil) {
+		if err != nil {
+			s.log.Warn("database unavailable: writes are refused", "err", err)
+		} else {
+			s.log.Info("database available: writes resume")
+		}
+		s.notify()
+	}
+}
+
+func (s *Sink) notify() {
+	s.mu.Lock()
+	close(s.progress)
+	s.progress = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// WaitIndex waits until every entry up to raft index idx is in the database.
+func (s *Sink) WaitIndex(ctx context.Context, idx uint64) error {
+	return s.waitFor(ctx, func() bool { return s.sunkIndex.Load() >= idx })
+}
+
+// WaitRevision waits until revision rev is in the database, or the
+// database is unavailable (ErrUnhealthy).
+func (s *Sink) WaitRevision(ctx context.Context, rev int64) error {
+	var unhealthy bool
+	err := s.waitFor(ctx, func() bool {
+		unhealthy = s.Healthy() != nil
+		return unhealthy || s.sunkRev.Load() >= rev
+	})
+	if err == nil && unhealthy && s.sunkRev.Load() < rev {
+		return ErrUnhealthy
+	}
+	return err
+}
+
+func (s *Sink) waitFor(ctx context.Context, done func() bool) error {
+	for {
+		s.mu.Lock()
+		ch := s.progress
+		s.mu.Unlock()
+		if done() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

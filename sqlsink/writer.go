@@ -1,0 +1,267 @@
+package sqlsink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// Run writes the store's revisions to the database, in order, from the
+// high-water mark on, until ctx ends or a newer leader fences it off. Only
+// the leader runs it, with its raft term. Failed batches are retried with
+// backoff; meanwhile Healthy reports the failure so that writes are refused
+// before they reach raft.
+func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
+	st, err := s.State(ctx)
+	if err != nil {
+		s.setHealth(err)
+		return err
+	}
+	if st.LeaderTerm > term {
+		return fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, st.LeaderTerm, term)
+	}
+	if cur := store.Rev(); st.Revision > cur {
+		err := fmt.Errorf("%w: database at revision %d, this member at %d: remove the member's data dir to rebuild it from the database", ErrAhead, st.Revision, cur)
+		s.setHealth(err)
+		return err
+	}
+	s.sunkRev.Store(st.Revision)
+	s.log.Info("sink started", "rev", st.Revision, "term", term)
+	var leaseVersion uint64 // 0: leases are written on the first batch
+	dbCompact := st.CompactRev
+	backoff := s.cfg.RetryMin
+	probe := time.NewTicker(s.cfg.ProbeInterval)
+	defer probe.Stop()
+	for {
+		wait := store.AppliedWait()
+		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, leaseVersion)
+		if errors.Is(err, fsm.ErrCompacted) {
+			err = fmt.Errorf("%w: database at revision %d, history starts at %d: restore the database from a backup taken after that revision, or rebuild the cluster from this database",
+				ErrGap, s.sunkRev.Load(), ch.CompactRev)
+			s.setHealth(err)
+			return err
+		}
+		idle := len(ch.Changes) == 0 && ch.Leases == nil && ch.CompactRev <= dbCompact && ch.AppliedIndex <= s.sunkIndex.Load()
+		if idle {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-wait:
+			case <-probe.C:
+				s.probe(ctx)
+			}
+			continue
+		}
+		start := time.Now()
+		err = s.writeBatch(ctx, ch, dbCompact, term)
+		s.metrics.observeBatch(len(ch.Changes), time.Since(start), err)
+		if errors.Is(err, ErrFenced) {
+			s.setHealth(err)
+			return err
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.setHealth(err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, s.cfg.RetryMax)
+			continue
+		}
+		backoff = s.cfg.RetryMin
+		if ch.Leases != nil {
+			leaseVersion = ch.LeaseVersion
+		}
+		if ch.CompactRev <= ch.UpTo {
+			dbCompact = max(dbCompact, ch.CompactRev)
+		}
+		s.sunkRev.Store(ch.UpTo)
+		if ch.Complete {
+			s.sunkIndex.Store(ch.AppliedIndex)
+		}
+		s.setHealth(nil)
+		s.notify()
+	}
+}
+
+// probe checks an idle database, so that an outage is noticed (and writes
+// refused) before a write has to find out.
+func (s *Sink) probe(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeInterval)
+	defer cancel()
+	err := s.db.PingContext(pctx)
+	if ctx.Err() != nil {
+		return
+	}
+	s.setHealth(err)
+}
+
+// writeBatch stores one read of changes in one transaction: the history
+// rows, the current rows of the keys they touch, the leases if they
+// changed, compaction, and the meta rows, after checking the fence.
+func (s *Sink) writeBatch(ctx context.Context, ch fsm.Changes, dbCompact int64, term uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlsink: begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	var fenced int64
+	if err := tx.QueryRowContext(ctx, s.d.lockMeta(), metaLeaderTerm).Scan(&fenced); err != nil {
+		return fmt.Errorf("sqlsink: read fence: %w", err)
+	}
+	if uint64(fenced) > term {
+		return fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, fenced, term)
+	}
+	if uint64(fenced) < term {
+		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", int64(term), metaLeaderTerm); err != nil {
+			return fmt.Errorf("sqlsink: set fence: %w", err)
+		}
+	}
+	if err := s.writeLog(ctx, tx, ch.Changes); err != nil {
+		return err
+	}
+	if err := s.writeCurrent(ctx, tx, ch.Changes); err != nil {
+		return err
+	}
+	if ch.Leases != nil {
+		if err := s.writeLeases(ctx, tx, ch.Leases); err != nil {
+			return err
+		}
+	}
+	// Compaction is mirrored once the database holds the compact revision.
+	if ch.CompactRev > dbCompact && ch.CompactRev <= ch.UpTo {
+		stmts := s.d.compactLog()
+		if _, err := tx.ExecContext(ctx, stmts[0], ch.CompactRev); err != nil {
+			return fmt.Errorf("sqlsink: compact: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, stmts[1], ch.CompactRev, ch.CompactRev); err != nil {
+			return fmt.Errorf("sqlsink: compact: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", ch.CompactRev, metaCompact); err != nil {
+			return fmt.Errorf("sqlsink: compact: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ? AND value < ?", ch.UpTo, metaRevision, ch.UpTo); err != nil {
+		return fmt.Errorf("sqlsink: set revision: %w", err)
+	}
+	if ch.Complete {
+		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ? AND value < ?", int64(ch.AppliedIndex), metaApplied, int64(ch.AppliedIndex)); err != nil {
+			return fmt.Errorf("sqlsink: set applied index: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlsink: commit: %w", err)
+	}
+	return nil
+}
+
+const logCols = 8
+
+// writeLog inserts the history rows; rows already there (a batch retried
+// after a crash) are skipped.
+func (s *Sink) writeLog(ctx context.Context, tx *sql.Tx, changes []fsm.Change) error {
+	per := s.d.maxParams() / logCols
+	for len(changes) > 0 {
+		n := min(len(changes), per)
+		args := make([]any, 0, n*logCols)
+		for _, c := range changes[:n] {
+			del := 0
+			if c.Deleted {
+				del = 1
+			}
+			args = append(args, c.KV.ModRevision, c.Sub, del, c.KV.Key, nonNil(c.KV.Value), c.KV.CreateRevision, c.KV.Version, c.KV.Lease)
+		}
+		q := s.d.insertIgnore("kv_log") + " (revision, sub, deleted, " + s.d.q("key") +
+			", value, create_revision, version, lease) VALUES " + placeholders(n, logCols)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("sqlsink: insert history: %w", err)
+		}
+		changes = changes[n:]
+	}
+	return nil
+}
+
+const kvCols = 6
+
+// writeCurrent brings the kv rows of the touched keys to their last version
+// in the batch. Writes never move a row backwards (mod_revision only
+// grows), so replaying a batch is harmless.
+func (s *Sink) writeCurrent(ctx context.Context, tx *sql.Tx, changes []fsm.Change) error {
+	last := make(map[string]fsm.Change, len(changes))
+	order := make([]string, 0, len(changes))
+	for _, c := range changes {
+		k := string(c.KV.Key)
+		if _, seen := last[k]; !seen {
+			order = append(order, k)
+		}
+		last[k] = c
+	}
+	var puts []fsm.Change
+	var dels []fsm.Change
+	for _, k := range order {
+		if c := last[k]; c.Deleted {
+			dels = append(dels, c)
+		} else {
+			puts = append(puts, c)
+		}
+	}
+	per := s.d.maxParams() / kvCols
+	for len(puts) > 0 {
+		n := min(len(puts), per)
+		args := make([]any, 0, n*kvCols)
+		for _, c := range puts[:n] {
+			args = append(args, c.KV.Key, nonNil(c.KV.Value), c.KV.CreateRevision, c.KV.ModRevision, c.KV.Version, c.KV.Lease)
+		}
+		q := "INSERT INTO kv (" + s.d.q("key") + ", value, create_revision, mod_revision, version, lease) VALUES " +
+			placeholders(n, kvCols) + s.d.upsertKV()
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("sqlsink: upsert current: %w", err)
+		}
+		puts = puts[n:]
+	}
+	for _, c := range dels {
+		q := "DELETE FROM kv WHERE " + s.d.q("key") + " = ? AND mod_revision < ?"
+		if _, err := tx.ExecContext(ctx, q, c.KV.Key, c.KV.ModRevision); err != nil {
+			return fmt.Errorf("sqlsink: delete current: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Sink) writeLeases(ctx context.Context, tx *sql.Tx, leases []fsm.LeaseInfo) error {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM leases"); err != nil {
+		return fmt.Errorf("sqlsink: leases: %w", err)
+	}
+	per := s.d.maxParams() / 2
+	for len(leases) > 0 {
+		n := min(len(leases), per)
+		args := make([]any, 0, 2*n)
+		for _, l := range leases[:n] {
+			args = append(args, l.ID, l.TTL)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO leases (id, ttl) VALUES "+placeholders(n, 2), args...); err != nil {
+			return fmt.Errorf("sqlsink: leases: %w", err)
+		}
+		leases = leases[n:]
+	}
+	return nil
+}
+
+// nonNil stores an empty value as an empty blob, never NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
