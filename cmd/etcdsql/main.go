@@ -31,8 +31,14 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "check" {
+		err = runCheck(ctx, os.Args[2:], os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stderr)
+	}
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errDifferent) {
 			fmt.Fprintln(os.Stderr, "etcdsql:", err)
 		}
 		os.Exit(1)
