@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/etcdsql/etcdsql/rpc"
+	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
 // MemberConfig is everything a running member needs: the node, the client
@@ -61,6 +62,9 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	if err != nil {
 		l.Close()
 		return nil, err
+	}
+	if cfg.Node.Sink != nil && cfg.RPC.MaxKeyBytes == 0 {
+		cfg.RPC.MaxKeyBytes = sqlsink.MaxKeyBytes
 	}
 	if cfg.RPC.Logger == nil {
 		cfg.RPC.Logger = cfg.Node.Logger

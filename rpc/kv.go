@@ -6,6 +6,8 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // MaxTxnOps is etcd's default --max-txn-ops.
@@ -29,7 +31,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	if err := checkPut(r); err != nil {
+	if err := k.s.checkPut(r); err != nil {
 		return nil, err
 	}
 	resp, err := k.s.b.Put(ctx, r)
@@ -53,7 +55,7 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 }
 
 func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if err := checkTxn(r, MaxTxnOps); err != nil {
+	if err := k.s.checkTxn(r, MaxTxnOps); err != nil {
 		return nil, err
 	}
 	// Overlapping writes are checked after the cheap checks so that a huge
@@ -94,10 +96,15 @@ func checkRange(r *pb.RangeRequest) error {
 	return nil
 }
 
-func checkPut(r *pb.PutRequest) error {
+// errGRPCKeyTooLong refuses keys the system of record cannot store.
+var errGRPCKeyTooLong = status.Error(codes.InvalidArgument, "etcdserver: key is too long")
+
+func (s *Server) checkPut(r *pb.PutRequest) error {
 	switch {
 	case len(r.Key) == 0:
 		return rpctypes.ErrGRPCEmptyKey
+	case s.cfg.MaxKeyBytes > 0 && len(r.Key) > s.cfg.MaxKeyBytes:
+		return errGRPCKeyTooLong
 	case r.IgnoreValue && len(r.Value) != 0:
 		return rpctypes.ErrGRPCValueProvided
 	case r.IgnoreLease && r.Lease != 0:
@@ -108,7 +115,7 @@ func checkPut(r *pb.PutRequest) error {
 
 // checkTxn applies etcd's static limits: no list longer than maxOps, no
 // empty key, every operation valid; nested transactions share the budget.
-func checkTxn(r *pb.TxnRequest, maxOps int) error {
+func (s *Server) checkTxn(r *pb.TxnRequest, maxOps int) error {
 	n := max(len(r.Compare), len(r.Success), len(r.Failure))
 	if n > maxOps {
 		return rpctypes.ErrGRPCTooManyOps
@@ -120,7 +127,7 @@ func checkTxn(r *pb.TxnRequest, maxOps int) error {
 	}
 	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
 		for _, op := range ops {
-			if err := checkOp(op, maxOps-n); err != nil {
+			if err := s.checkOp(op, maxOps-n); err != nil {
 				return err
 			}
 		}
@@ -128,19 +135,19 @@ func checkTxn(r *pb.TxnRequest, maxOps int) error {
 	return nil
 }
 
-func checkOp(op *pb.RequestOp, maxOps int) error {
+func (s *Server) checkOp(op *pb.RequestOp, maxOps int) error {
 	switch v := op.Request.(type) {
 	case *pb.RequestOp_RequestRange:
 		return checkRange(v.RequestRange)
 	case *pb.RequestOp_RequestPut:
-		return checkPut(v.RequestPut)
+		return s.checkPut(v.RequestPut)
 	case *pb.RequestOp_RequestDeleteRange:
 		if len(v.RequestDeleteRange.Key) == 0 {
 			return rpctypes.ErrGRPCEmptyKey
 		}
 		return nil
 	case *pb.RequestOp_RequestTxn:
-		return checkTxn(v.RequestTxn, maxOps)
+		return s.checkTxn(v.RequestTxn, maxOps)
 	}
 	return rpctypes.ErrGRPCKeyNotFound
 }

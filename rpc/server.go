@@ -30,6 +30,9 @@ type Config struct {
 	WatchProgressNotifyInterval time.Duration
 	// ShutdownTimeout bounds how long Close waits for unary calls.
 	ShutdownTimeout time.Duration
+	// MaxKeyBytes bounds the keys a put may write (0: no bound beyond the
+	// request size); the SQL system of record cannot index longer ones.
+	MaxKeyBytes int
 	// EnablePprof serves Go's profiler under /debug/pprof/.
 	EnablePprof bool
 	Logger      *slog.Logger

@@ -60,7 +60,7 @@ func (mysqlDialect) migrations() [][]string {
 			" create_revision BIGINT NOT NULL, mod_revision BIGINT NOT NULL, version BIGINT NOT NULL, lease BIGINT NOT NULL) ENGINE=InnoDB",
 		"CREATE TABLE IF NOT EXISTS kv_log (revision BIGINT NOT NULL, sub INT NOT NULL, deleted TINYINT NOT NULL," +
 			" `key` VARBINARY(3072) NOT NULL, value LONGBLOB NOT NULL, create_revision BIGINT NOT NULL, version BIGINT NOT NULL," +
-			" lease BIGINT NOT NULL, PRIMARY KEY (revision, sub), KEY kv_log_key (`key`, revision)) ENGINE=InnoDB",
+			" lease BIGINT NOT NULL, PRIMARY KEY (revision, sub), KEY kv_log_key (`key`(255), revision)) ENGINE=InnoDB",
 		"CREATE TABLE IF NOT EXISTS leases (id BIGINT NOT NULL PRIMARY KEY, ttl BIGINT NOT NULL) ENGINE=InnoDB",
 	}}
 }

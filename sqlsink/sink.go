@@ -17,6 +17,10 @@ import (
 	_ "modernc.org/sqlite" // the embedded default
 )
 
+// MaxKeyBytes is the longest key the database stores (MySQL's limit for a
+// primary key); longer keys are refused before they are proposed.
+const MaxKeyBytes = 3072
+
 // Ack modes.
 const (
 	// AckSync answers a write once its revision is in the database.
