@@ -60,9 +60,10 @@ type Process struct {
 	log     *os.File
 }
 
-// StartProcess runs the etcdsql binary with its own ports and data dir and
-// waits until it serves. The process is killed when the test ends.
-func StartProcess(t testing.TB, dataDir string) *Process {
+// StartProcess runs the etcdsql binary with its own ports and data dir (and
+// any extra flags) and waits until it serves. The process is killed when
+// the test ends.
+func StartProcess(t testing.TB, dataDir string, extraArgs ...string) *Process {
 	t.Helper()
 	client, peer := FreePort(t), FreePort(t)
 	p := &Process{
@@ -76,6 +77,7 @@ func StartProcess(t testing.TB, dataDir string) *Process {
 			"--election-timeout", "200", "--log-level", "warn", "--enable-pprof",
 		},
 	}
+	p.args = append(p.args, extraArgs...)
 	p.Restart(t)
 	t.Cleanup(func() { p.Kill() })
 	return p
