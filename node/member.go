@@ -77,6 +77,10 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	}
 	m := &Member{Node: n, Server: srv, ClientAddr: l.Addr().String(), listener: l, served: make(chan error, 1)}
 	go func() { m.served <- srv.Serve(l) }()
+	if err := n.startupCheck(); err != nil {
+		m.Close()
+		return nil, err
+	}
 	return m, nil
 }
 

@@ -129,6 +129,9 @@ type Node struct {
 	sinkMu     sync.Mutex
 	sinkCancel context.CancelFunc
 	sinkDone   chan struct{}
+	// sinkFatal holds why the sink cannot run (fenced, database ahead of
+	// or behind the store): it needs an operator.
+	sinkFatal atomic.Pointer[error]
 
 	clusterID uint64
 	memberID  uint64
@@ -452,9 +455,18 @@ func (n *Node) startSink() {
 	go func() {
 		defer close(done)
 		if err := n.sink.Run(ctx, n.store, term); err != nil {
+			n.sinkFatal.Store(&err)
 			n.log.Error("sink stopped: writes are refused until it is fixed", "err", err)
 		}
 	}()
+}
+
+// SinkFatal returns why the sink cannot run, or nil.
+func (n *Node) SinkFatal() error {
+	if p := n.sinkFatal.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // stopSink stops the writer and waits for it: a deposed leader writes no

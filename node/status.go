@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +29,32 @@ func (n *Node) Healthy() error {
 		return ErrNoLeader
 	}
 	return nil
+}
+
+// startupCheck waits, for a member that becomes leader soon after start,
+// until its sink has checked the database, and returns what needs an
+// operator (database ahead of or behind this member's state, fenced).
+func (n *Node) startupCheck() error {
+	if n.sink == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*n.cfg.ElectionTimeout)
+	defer cancel()
+	if n.waitReady(ctx) != nil {
+		return nil // not the leader (yet): its sink checks when it leads
+	}
+	for {
+		if err := n.SinkFatal(); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		if n.sink.Checked() || ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // SinkHealthy reports whether the system of record takes writes.

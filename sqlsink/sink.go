@@ -125,6 +125,7 @@ type Sink struct {
 	sunkRev   atomic.Int64
 	sunkIndex atomic.Uint64
 	healthErr atomic.Pointer[error]
+	checked   atomic.Bool // the running sink passed Check
 
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced when sunkIndex moves or health changes
@@ -284,6 +285,9 @@ func (s *Sink) SetClusterID(ctx context.Context, id uint64) error {
 
 // SunkRevision returns the high-water mark: the last revision stored.
 func (s *Sink) SunkRevision() int64 { return s.sunkRev.Load() }
+
+// Checked reports whether a running sink has passed its start checks.
+func (s *Sink) Checked() bool { return s.checked.Load() }
 
 // Healthy returns nil while the database takes writes.
 func (s *Sink) Healthy() error {

@@ -10,25 +10,56 @@ import (
 	"github.com/etcdsql/etcdsql/fsm"
 )
 
+// Check verifies, before a leader's sink writes anything, that the
+// database can follow this member: not fenced by a newer term, not ahead of
+// the store, not behind the store's retained history. Transient failures
+// (the database is unreachable) are retried until ctx ends; the errors it
+// returns (ErrFenced, ErrAhead, ErrGap) need an operator.
+func (s *Sink) Check(ctx context.Context, store *fsm.Store, term uint64) (State, error) {
+	backoff := s.cfg.RetryMin
+	for {
+		st, err := s.State(ctx)
+		if err == nil {
+			if st.LeaderTerm > term {
+				return st, fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, st.LeaderTerm, term)
+			}
+			if cur := store.Rev(); st.Revision > cur {
+				return st, fmt.Errorf("%w: database at revision %d, this member at %d: remove the member's data dir to rebuild it from the database",
+					ErrAhead, st.Revision, cur)
+			}
+			if _, err := store.ChangesSince(st.Revision, 1, 0); errors.Is(err, fsm.ErrCompacted) {
+				_, compact := store.Revs()
+				return st, fmt.Errorf("%w: database at revision %d, this member's history starts at %d: restore the database from a backup taken after that revision, or rebuild the cluster from this database",
+					ErrGap, st.Revision, compact)
+			}
+			return st, nil
+		}
+		s.setHealth(err)
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, s.cfg.RetryMax)
+	}
+}
+
 // Run writes the store's revisions to the database, in order, from the
 // high-water mark on, until ctx ends or a newer leader fences it off. Only
-// the leader runs it, with its raft term. Failed batches are retried with
-// backoff; meanwhile Healthy reports the failure so that writes are refused
-// before they reach raft.
+// the leader runs it, with its raft term, after Check passed. Failed
+// batches are retried with backoff; meanwhile Healthy reports the failure
+// so that writes are refused before they reach raft.
 func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
-	st, err := s.State(ctx)
+	s.checked.Store(false)
+	st, err := s.Check(ctx, store, term)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		s.setHealth(err)
 		return err
 	}
-	if st.LeaderTerm > term {
-		return fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, st.LeaderTerm, term)
-	}
-	if cur := store.Rev(); st.Revision > cur {
-		err := fmt.Errorf("%w: database at revision %d, this member at %d: remove the member's data dir to rebuild it from the database", ErrAhead, st.Revision, cur)
-		s.setHealth(err)
-		return err
-	}
+	s.checked.Store(true)
 	s.sunkRev.Store(st.Revision)
 	s.log.Info("sink started", "rev", st.Revision, "term", term)
 	var leaseVersion uint64 // 0: leases are written on the first batch
