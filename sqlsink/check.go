@@ -89,5 +89,25 @@ func (s *Sink) CheckHistory(ctx context.Context) ([]string, error) {
 	for ; next <= st.Revision; next++ {
 		diffs = append(diffs, fmt.Sprintf("revision %d: no history row", next))
 	}
-	return diffs, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Below the compact revision only the version each key had at it may
+	// remain: no deletion, nothing superseded at or below it.
+	q := "SELECT revision, " + s.d.q("key") + " FROM kv_log l WHERE l.revision < ? AND (l.deleted = 1 OR EXISTS (SELECT 1 FROM kv_log n WHERE n." +
+		s.d.q("key") + " = l." + s.d.q("key") + " AND n.revision > l.revision AND n.revision <= ?)) ORDER BY revision LIMIT 100"
+	stale, err := s.db.QueryContext(ctx, q, st.CompactRev, st.CompactRev)
+	if err != nil {
+		return nil, fmt.Errorf("sqlsink: read history: %w", err)
+	}
+	defer stale.Close()
+	for stale.Next() {
+		var rev int64
+		var key []byte
+		if err := stale.Scan(&rev, &key); err != nil {
+			return nil, err
+		}
+		diffs = append(diffs, fmt.Sprintf("history row %q at revision %d: compacted away, still stored", key, rev))
+	}
+	return diffs, stale.Err()
 }

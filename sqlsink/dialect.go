@@ -23,8 +23,11 @@ type dialect interface {
 	// lockMeta reads a meta row for update within a transaction.
 	lockMeta() string
 	// compactLog returns the statements that drop from kv_log every
-	// version a read at revision ? (the single argument, given once per
-	// placeholder) can no longer see.
+	// version a read at the compact revision can no longer see, in the
+	// order they must run: first versions superseded at or below it
+	// (arguments: the compact revision twice), then deletions below it
+	// (argument: the compact revision). The other order would keep the
+	// last put of a key deleted before the compact revision.
 	compactLog() []string
 	// maxParams bounds placeholders in one statement.
 	maxParams() int
@@ -67,8 +70,8 @@ func (mysqlDialect) migrations() [][]string {
 
 func (mysqlDialect) compactLog() []string {
 	return []string{
-		"DELETE FROM kv_log WHERE revision < ? AND deleted = 1",
 		"DELETE l FROM kv_log l JOIN kv_log n ON n.`key` = l.`key` AND n.revision > l.revision AND n.revision <= ? WHERE l.revision < ?",
+		"DELETE FROM kv_log WHERE revision < ? AND deleted = 1",
 	}
 }
 
@@ -100,8 +103,8 @@ func (sqliteDialect) migrations() [][]string {
 
 func (sqliteDialect) compactLog() []string {
 	return []string{
-		"DELETE FROM kv_log WHERE revision < ? AND deleted = 1",
 		`DELETE FROM kv_log WHERE revision < ?2 AND EXISTS (SELECT 1 FROM kv_log n WHERE n."key" = kv_log."key"` +
 			` AND n.revision > kv_log.revision AND n.revision <= ?1)`,
+		"DELETE FROM kv_log WHERE revision < ? AND deleted = 1",
 	}
 }

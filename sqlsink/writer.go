@@ -173,10 +173,10 @@ func (s *Sink) writeBatch(ctx context.Context, ch fsm.Changes, dbCompact int64, 
 	// Compaction is mirrored once the database holds the compact revision.
 	if ch.CompactRev > dbCompact && ch.CompactRev <= ch.UpTo {
 		stmts := s.d.compactLog()
-		if _, err := tx.ExecContext(ctx, stmts[0], ch.CompactRev); err != nil {
+		if _, err := tx.ExecContext(ctx, stmts[0], ch.CompactRev, ch.CompactRev); err != nil {
 			return fmt.Errorf("sqlsink: compact: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, stmts[1], ch.CompactRev, ch.CompactRev); err != nil {
+		if _, err := tx.ExecContext(ctx, stmts[1], ch.CompactRev); err != nil {
 			return fmt.Errorf("sqlsink: compact: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", ch.CompactRev, metaCompact); err != nil {
