@@ -10,16 +10,20 @@ import (
 // attached to it. When it expires is the leader's business (node.Lessor):
 // expiry arrives here as a revoke.
 type lease struct {
-	id   int64
-	ttl  int64
-	keys map[string]struct{}
+	id  int64
+	ttl int64
+	// grantIndex is the raft index that granted it: a lease revoked and
+	// granted again under the same ID is told apart by it.
+	grantIndex uint64
+	keys       map[string]struct{}
 }
 
 // LeaseInfo describes one lease.
 type LeaseInfo struct {
-	ID   int64
-	TTL  int64 // granted TTL in seconds
-	Keys [][]byte
+	ID         int64
+	TTL        int64  // granted TTL in seconds
+	GrantIndex uint64 // raft index of the grant (0 when loaded from SQL)
+	Keys       [][]byte
 }
 
 func (s *Store) attach(id int64, key []byte) {
@@ -40,7 +44,7 @@ func (s *Store) detach(id int64, key []byte) {
 	}
 }
 
-func (s *Store) leaseGrant(r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+func (s *Store) leaseGrant(idx uint64, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
 	if r.ID == 0 {
 		// The proposer picks the ID before replication; zero here is a bug.
 		return nil, ErrLeaseNotFound
@@ -55,7 +59,7 @@ func (s *Store) leaseGrant(r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, err
 	if ttl < s.cfg.MinLeaseTTL {
 		ttl = s.cfg.MinLeaseTTL
 	}
-	s.leases[r.ID] = &lease{id: r.ID, ttl: ttl, keys: make(map[string]struct{})}
+	s.leases[r.ID] = &lease{id: r.ID, ttl: ttl, grantIndex: idx, keys: make(map[string]struct{})}
 	s.leaseVersion++
 	return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: s.rev}, ID: r.ID, TTL: ttl}, nil
 }
@@ -95,7 +99,7 @@ func (s *Store) Lease(id int64, withKeys bool) (LeaseInfo, bool) {
 	if !ok {
 		return LeaseInfo{}, false
 	}
-	info := LeaseInfo{ID: l.id, TTL: l.ttl}
+	info := LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex}
 	if withKeys {
 		for _, k := range sortedKeys(l.keys) {
 			info.Keys = append(info.Keys, []byte(k))
@@ -110,7 +114,7 @@ func (s *Store) Leases() []LeaseInfo {
 	defer s.mu.RUnlock()
 	out := make([]LeaseInfo, 0, len(s.leases))
 	for _, l := range s.leases {
-		out = append(out, LeaseInfo{ID: l.id, TTL: l.ttl})
+		out = append(out, LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

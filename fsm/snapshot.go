@@ -12,7 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-var snapshotMagic = []byte("ETCDSQL\x01")
+var snapshotMagic = []byte("ETCDSQL\x02")
 
 // Snapshot is a point-in-time copy of the store's state. Taking one is
 // cheap (it shares the immutable records); WriteTo does the I/O and may run
@@ -30,7 +30,7 @@ func (s *Store) Snapshot() *Snapshot {
 	defer s.mu.RUnlock()
 	snap := &Snapshot{applied: s.applied.Load(), rev: s.rev, compactRev: s.compactRev}
 	for _, l := range s.leases {
-		snap.leases = append(snap.leases, LeaseInfo{ID: l.id, TTL: l.ttl})
+		snap.leases = append(snap.leases, LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex})
 	}
 	sort.Slice(snap.leases, func(i, j int) bool { return snap.leases[i].ID < snap.leases[j].ID })
 	s.keys.Ascend(func(kr *keyRecord) bool {
@@ -74,6 +74,7 @@ func (snap *Snapshot) write(w io.Writer, withApplied bool) (int64, error) {
 	for _, l := range snap.leases {
 		putU(uint64(l.ID))
 		putU(uint64(l.TTL))
+		putU(l.GrantIndex)
 	}
 	putU(uint64(len(snap.versions)))
 	var buf []byte
@@ -147,8 +148,8 @@ func (s *Store) Restore(r io.Reader) error {
 		}
 		fresh.compactRev = c
 		for n := getU(); n > 0; n-- {
-			id, ttl := int64(getU()), int64(getU())
-			fresh.leases[id] = &lease{id: id, ttl: ttl, keys: make(map[string]struct{})}
+			id, ttl, gi := int64(getU()), int64(getU()), getU()
+			fresh.leases[id] = &lease{id: id, ttl: ttl, grantIndex: gi, keys: make(map[string]struct{})}
 		}
 		var buf []byte
 		var sub int32

@@ -103,14 +103,14 @@ func (s *Store) Apply(idx uint64, data []byte) *Result {
 		// The empty request is the no-op a new leader commits to learn
 		// that everything before its term has been applied.
 		res = &Result{}
-	} else if res = s.apply(r); res == nil {
+	} else if res = s.apply(idx, r); res == nil {
 		panic(fmt.Sprintf("fsm: apply index %d: unknown request %s", idx, r.String()))
 	}
 	s.setApplied(idx)
 	return res
 }
 
-func (s *Store) apply(r *pb.InternalRaftRequest) *Result {
+func (s *Store) apply(idx uint64, r *pb.InternalRaftRequest) *Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	before, beforeCompact := s.rev, s.compactRev
@@ -134,7 +134,7 @@ func (s *Store) apply(r *pb.InternalRaftRequest) *Result {
 		resp, err := s.compact(r.Compaction.Revision)
 		return &Result{Compaction: resp, Err: err}
 	case r.LeaseGrant != nil:
-		resp, err := s.leaseGrant(r.LeaseGrant)
+		resp, err := s.leaseGrant(idx, r.LeaseGrant)
 		return &Result{LeaseGrant: resp, Err: err}
 	case r.LeaseRevoke != nil:
 		resp, err := s.leaseRevoke(r.LeaseRevoke.ID)

@@ -176,8 +176,10 @@ var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return
 // Collect advances every watcher as far as history allows and returns the
 // messages to send, in watcher order. A watcher left behind by compaction
 // gets one message with CompactRevision set and is removed. Watchers with
-// nothing new produce no message. It returns the store revision it read up
-// to. The returned slice is reused by the next Collect.
+// nothing new produce no message. It returns the revision up to which every
+// watcher has now been given its events: the store's revision, or less when
+// a watcher far behind was given one batch. The returned slice is reused by
+// the next Collect.
 func (ws *WatchStream) Collect() ([]WatchResponse, int64) {
 	s := ws.s
 	s.mu.RLock()
@@ -228,7 +230,13 @@ func (ws *WatchStream) Collect() ([]WatchResponse, int64) {
 	}
 	ws.watchers = kept
 	ws.out = out
-	return out, cur
+	// What every watcher has been given: the store's revision, unless a
+	// batch limit left a watcher behind.
+	reached := cur
+	for _, w := range ws.watchers {
+		reached = min(reached, w.next-1)
+	}
+	return out, reached
 }
 
 // advance reads history for w from w.next up to cur. Caller holds s.mu.

@@ -19,11 +19,17 @@ type lessor struct {
 
 	mu        sync.Mutex
 	primary   bool
-	deadlines map[int64]time.Time
+	deadlines map[int64]deadline
+}
+
+// deadline is when one grant of a lease expires.
+type deadline struct {
+	grantIndex uint64
+	at         time.Time
 }
 
 func newLessor(store *fsm.Store) *lessor {
-	return &lessor{store: store, deadlines: make(map[int64]time.Time)}
+	return &lessor{store: store, deadlines: make(map[int64]deadline)}
 }
 
 func (l *lessor) promote() {
@@ -41,28 +47,32 @@ func (l *lessor) demote() {
 }
 
 // deadline returns when lease id expires, starting its TTL now if this
-// leader has not seen it yet. Caller holds l.mu.
+// leader has not seen this grant of it yet. Caller holds l.mu.
 func (l *lessor) deadline(info fsm.LeaseInfo, now time.Time) time.Time {
 	d, ok := l.deadlines[info.ID]
-	if !ok {
-		d = now.Add(time.Duration(info.TTL) * time.Second)
+	if !ok || d.grantIndex != info.GrantIndex {
+		d = deadline{grantIndex: info.GrantIndex, at: now.Add(time.Duration(info.TTL) * time.Second)}
 		l.deadlines[info.ID] = d
 	}
-	return d
+	return d.at
 }
 
-// renew restarts a lease's TTL and returns it.
+// renew restarts a lease's TTL and returns it. A lease past its deadline
+// is gone, even before its revoke is applied: a keepalive cannot revive it.
 func (l *lessor) renew(id int64, now time.Time) (int64, error) {
 	info, ok := l.store.Lease(id, false)
-	if !ok {
-		return 0, fsm.ErrLeaseNotFound
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.primary {
 		return 0, ErrNotLeader
 	}
-	l.deadlines[id] = now.Add(time.Duration(info.TTL) * time.Second)
+	if !ok {
+		return 0, fsm.ErrLeaseNotFound
+	}
+	if d, seen := l.deadlines[id]; seen && d.grantIndex == info.GrantIndex && !d.at.After(now) {
+		return 0, fsm.ErrLeaseNotFound
+	}
+	l.deadlines[id] = deadline{grantIndex: info.GrantIndex, at: now.Add(time.Duration(info.TTL) * time.Second)}
 	return info.TTL, nil
 }
 

@@ -116,13 +116,23 @@ func (st *watchStream) handle(req *pb.WatchRequest) error {
 		st.srv.metrics.watchers.Dec()
 		return st.send(&pb.WatchResponse{Header: st.header(st.srv.b.Store().Rev()), WatchId: id, Canceled: true})
 	case *pb.WatchRequest_ProgressRequest:
-		// Everything up to the reported revision is sent first, so the
-		// notification is a true barrier.
-		rev, err := st.flush()
-		if err != nil {
-			return err
+		// A barrier: the notification goes out once every watcher has
+		// been sent everything up to the revision it reports, catching
+		// up first where one is behind (as etcd defers it until its
+		// watchers are synced).
+		asked := st.srv.b.Store().Rev()
+		for {
+			rev, err := st.flush()
+			if err != nil {
+				return err
+			}
+			if rev >= asked {
+				return st.send(&pb.WatchResponse{Header: st.header(rev), WatchId: -1})
+			}
+			if err := st.stream.Context().Err(); err != nil {
+				return err
+			}
 		}
-		return st.send(&pb.WatchResponse{Header: st.header(rev), WatchId: -1})
 	}
 	return nil
 }

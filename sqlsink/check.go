@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 
 	"github.com/go-sql-driver/mysql"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -12,7 +13,7 @@ import (
 
 // OpenReadOnly opens a database for inspection: no migrations, no writes.
 func OpenReadOnly(cfg Config) (*Sink, error) {
-	s := &Sink{cfg: cfg, progress: make(chan struct{})}
+	s := &Sink{cfg: cfg, log: slog.New(slog.DiscardHandler), progress: make(chan struct{})}
 	var err error
 	if cfg.MySQLDSN != "" {
 		if _, err := mysql.ParseDSN(cfg.MySQLDSN); err != nil {
@@ -95,7 +96,8 @@ func (s *Sink) CheckHistory(ctx context.Context) ([]string, error) {
 	// Below the compact revision only the version each key had at it may
 	// remain: no deletion, nothing superseded at or below it.
 	q := "SELECT revision, " + s.d.q("key") + " FROM kv_log l WHERE l.revision < ? AND (l.deleted = 1 OR EXISTS (SELECT 1 FROM kv_log n WHERE n." +
-		s.d.q("key") + " = l." + s.d.q("key") + " AND n.revision > l.revision AND n.revision <= ?)) ORDER BY revision LIMIT 100"
+		s.d.q("key") + " = l." + s.d.q("key") + " AND (n.revision > l.revision OR (n.revision = l.revision AND n.sub > l.sub)) AND n.revision <= ?))" +
+		" ORDER BY revision LIMIT 100"
 	stale, err := s.db.QueryContext(ctx, q, st.CompactRev, st.CompactRev)
 	if err != nil {
 		return nil, fmt.Errorf("sqlsink: read history: %w", err)

@@ -70,7 +70,8 @@ func (mysqlDialect) migrations() [][]string {
 
 func (mysqlDialect) compactLog() []string {
 	return []string{
-		"DELETE l FROM kv_log l JOIN kv_log n ON n.`key` = l.`key` AND n.revision > l.revision AND n.revision <= ? WHERE l.revision < ?",
+		"DELETE l FROM kv_log l JOIN kv_log n ON n.`key` = l.`key` AND (n.revision > l.revision OR (n.revision = l.revision AND n.sub > l.sub))" +
+			" AND n.revision <= ? WHERE l.revision < ?",
 		"DELETE FROM kv_log WHERE revision < ? AND deleted = 1",
 	}
 }
@@ -104,7 +105,7 @@ func (sqliteDialect) migrations() [][]string {
 func (sqliteDialect) compactLog() []string {
 	return []string{
 		`DELETE FROM kv_log WHERE revision < ?2 AND EXISTS (SELECT 1 FROM kv_log n WHERE n."key" = kv_log."key"` +
-			` AND n.revision > kv_log.revision AND n.revision <= ?1)`,
+			` AND (n.revision > kv_log.revision OR (n.revision = kv_log.revision AND n.sub > kv_log.sub)) AND n.revision <= ?1)`,
 		"DELETE FROM kv_log WHERE revision < ? AND deleted = 1",
 	}
 }

@@ -3,6 +3,7 @@ package sqlsink
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
@@ -36,12 +37,46 @@ func (s *Sink) LoadInto(ctx context.Context, store *fsm.Store) (State, error) {
 	if err != nil {
 		return st, err
 	}
+	leases = s.repairLeases(leases, changes)
 	if err := store.Load(max(st.Revision, 1), st.CompactRev, leases, changes); err != nil {
 		return st, err
+	}
+	// The raft log starts over: the database's applied index belongs to
+	// the old one, and would ack new writes before they are stored.
+	if _, err := s.db.ExecContext(ctx, "UPDATE meta SET value = 0 WHERE name = ?", metaApplied); err != nil {
+		return st, fmt.Errorf("sqlsink: reset applied index: %w", err)
 	}
 	s.sunkRev.Store(st.Revision)
 	s.sunkIndex.Store(0)
 	return st, nil
+}
+
+// repairLeases adds the leases that live keys refer to but the table lacks.
+// That happens when the database stopped in the middle of a backlog whose
+// lease set it had already read: such a lease was revoked after the
+// database's revision, so it gets the shortest TTL, and its keys go soon,
+// as they did on the old cluster.
+func (s *Sink) repairLeases(leases []fsm.LeaseInfo, changes []fsm.Change) []fsm.LeaseInfo {
+	have := make(map[int64]bool, len(leases))
+	for _, l := range leases {
+		have[l.ID] = true
+	}
+	last := make(map[string]fsm.Change)
+	for _, c := range changes {
+		last[string(c.KV.Key)] = c
+	}
+	missing := make(map[int64]bool)
+	for _, c := range last {
+		if !c.Deleted && c.KV.Lease != 0 && !have[c.KV.Lease] {
+			missing[c.KV.Lease] = true
+		}
+	}
+	for id := range missing {
+		s.log.Warn("a stored key refers to a lease the database lacks: granting it the shortest TTL", "lease_id", id)
+		leases = append(leases, fsm.LeaseInfo{ID: id, TTL: fsm.DefaultConfig().MinLeaseTTL})
+	}
+	sort.Slice(leases, func(i, j int) bool { return leases[i].ID < leases[j].ID })
+	return leases
 }
 
 // history reads kv_log rows with a revision above after, in order.

@@ -108,7 +108,7 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 			continue
 		}
 		backoff = s.cfg.RetryMin
-		if ch.Leases != nil {
+		if ch.Leases != nil && ch.Complete {
 			leaseVersion = ch.LeaseVersion
 		}
 		if ch.CompactRev <= ch.UpTo {
@@ -166,7 +166,7 @@ func (s *Sink) writeBatch(ctx context.Context, ch fsm.Changes, dbCompact int64, 
 		return err
 	}
 	if ch.Leases != nil {
-		if err := s.writeLeases(ctx, tx, ch.Leases); err != nil {
+		if err := s.writeLeases(ctx, tx, ch.Leases, ch.Complete); err != nil {
 			return err
 		}
 	}
@@ -187,7 +187,9 @@ func (s *Sink) writeBatch(ctx context.Context, ch fsm.Changes, dbCompact int64, 
 		return fmt.Errorf("sqlsink: set revision: %w", err)
 	}
 	if ch.Complete {
-		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ? AND value < ?", int64(ch.AppliedIndex), metaApplied, int64(ch.AppliedIndex)); err != nil {
+		// Unconditional: raft indexes start over when a cluster is
+		// rebuilt from the database, and the fence orders writers.
+		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", int64(ch.AppliedIndex), metaApplied); err != nil {
 			return fmt.Errorf("sqlsink: set applied index: %w", err)
 		}
 	}
@@ -270,9 +272,18 @@ func (s *Sink) writeCurrent(ctx context.Context, tx *sql.Tx, changes []fsm.Chang
 	return nil
 }
 
-func (s *Sink) writeLeases(ctx context.Context, tx *sql.Tx, leases []fsm.LeaseInfo) error {
-	if _, err := tx.ExecContext(ctx, "DELETE FROM leases"); err != nil {
-		return fmt.Errorf("sqlsink: leases: %w", err)
+// writeLeases stores the lease set. A batch that reaches the store's
+// revision replaces the table; a partial one (a backlog draining) only adds
+// leases, because the lease set it read is newer than its revisions: the
+// table then holds a superset of the leases at the high-water mark, so no
+// stored key refers to a missing lease.
+func (s *Sink) writeLeases(ctx context.Context, tx *sql.Tx, leases []fsm.LeaseInfo, complete bool) error {
+	insert := s.d.insertIgnore("leases")
+	if complete {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM leases"); err != nil {
+			return fmt.Errorf("sqlsink: leases: %w", err)
+		}
+		insert = "INSERT INTO leases"
 	}
 	per := s.d.maxParams() / 2
 	for len(leases) > 0 {
@@ -281,7 +292,7 @@ func (s *Sink) writeLeases(ctx context.Context, tx *sql.Tx, leases []fsm.LeaseIn
 		for _, l := range leases[:n] {
 			args = append(args, l.ID, l.TTL)
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO leases (id, ttl) VALUES "+placeholders(n, 2), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, insert+" (id, ttl) VALUES "+placeholders(n, 2), args...); err != nil {
 			return fmt.Errorf("sqlsink: leases: %w", err)
 		}
 		leases = leases[n:]

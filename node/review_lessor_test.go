@@ -1,0 +1,65 @@
+package node
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// A keepalive for a lease whose TTL has run out, but that the expiry loop
+// has not revoked yet, must not bring it back: etcd's lessor.Renew answers
+// ErrLeaseNotFound for an expired lease (it waits for the revoke).
+func TestReviewRenewExpiredLease(t *testing.T) {
+	store, err := fsm.New(fsm.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := fsm.Encode(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 5}})
+	if res := store.Apply(1, data); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	l := newLessor(store)
+	l.promote()
+	t0 := time.Now()
+	if got := l.expired(t0, 10); len(got) != 0 { // starts the TTL at t0
+		t.Fatalf("expired at grant: %v", got)
+	}
+	later := t0.Add(6 * time.Second)
+	// The expiry loop would revoke 7 at its next tick; a keepalive gets in
+	// first.
+	ttl, err := l.renew(7, later)
+	if !errors.Is(err, fsm.ErrLeaseNotFound) {
+		t.Errorf("renew of a lease expired 1s ago: ttl %d, err %v; want ErrLeaseNotFound", ttl, err)
+	}
+	if got := l.expired(later, 10); len(got) != 1 {
+		t.Errorf("lease expired 1s ago is no longer due for revocation after a keepalive: expired() = %v", got)
+	}
+}
+
+// A lease revoked and granted again under the same ID (clients may choose
+// IDs) before the expiry loop next runs keeps the old lease's deadline.
+func TestReviewRegrantKeepsOldDeadline(t *testing.T) {
+	store, _ := fsm.New(fsm.DefaultConfig())
+	idx := uint64(0)
+	apply := func(r *pb.InternalRaftRequest) {
+		idx++
+		data, _ := fsm.Encode(r)
+		if res := store.Apply(idx, data); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	apply(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 5}})
+	l := newLessor(store)
+	l.promote()
+	t0 := time.Now()
+	l.expired(t0, 10) // deadline t0+5s
+	apply(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 7}})
+	apply(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 100}}) // at ~t0
+	if got := l.expired(t0.Add(6*time.Second), 10); len(got) != 0 {
+		t.Errorf("lease 7 granted with TTL 100 at t0 is expired 6s later: %v", got)
+	}
+}
