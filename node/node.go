@@ -56,6 +56,9 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	// LeaseCheckInterval is how often the leader looks for expired leases.
 	LeaseCheckInterval time.Duration
+	// AutoCompaction compacts old revisions automatically (off when its
+	// Mode is empty).
+	AutoCompaction AutoCompaction
 
 	FSM fsm.Config
 	// Sink configures the SQL system of record; nil runs without one.
@@ -102,6 +105,19 @@ func (c Config) Validate() error {
 	}
 	if err := c.FSM.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	switch ac := c.AutoCompaction; ac.Mode {
+	case "":
+	case CompactionPeriodic:
+		if ac.Period <= 0 {
+			errs = append(errs, errors.New("periodic auto-compaction needs a positive retention period"))
+		}
+	case CompactionRevision:
+		if ac.Revisions <= 0 {
+			errs = append(errs, errors.New("revision auto-compaction needs a positive number of revisions"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("auto-compaction mode must be %q or %q, got %q", CompactionPeriodic, CompactionRevision, ac.Mode))
 	}
 	if c.Sink != nil {
 		if err := c.Sink.Validate(); err != nil {
@@ -207,6 +223,10 @@ func New(cfg Config) (*Node, error) {
 	n.wg.Add(2)
 	go n.watchLeadership()
 	go n.expireLeases()
+	if cfg.AutoCompaction.Mode != "" {
+		n.wg.Add(1)
+		go n.autoCompact()
+	}
 	return n, nil
 }
 

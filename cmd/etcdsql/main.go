@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -63,6 +64,8 @@ type options struct {
 	enablePprof            bool
 	mysqlDSN               string
 	sinkAck                string
+	autoCompactionMode     string
+	autoCompactionRet      string
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -84,6 +87,9 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 		"interval of watch progress notifications for watchers that ask for them")
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", "", "MySQL/MariaDB DSN of the system of record (user:pass@tcp(host:3306)/db); empty: SQLite under --data-dir")
 	fs.StringVar(&o.sinkAck, "sink-ack", "sync", "sync: answer writes once in the database; async: answer on raft commit")
+	fs.StringVar(&o.autoCompactionMode, "auto-compaction-mode", "periodic", "periodic: keep --auto-compaction-retention of history; revision: keep that many revisions")
+	fs.StringVar(&o.autoCompactionRet, "auto-compaction-retention", "0",
+		"history to keep: a duration (\"72h\") or hours (\"1\") in periodic mode, a revision count in revision mode; 0 turns auto-compaction off")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the client port")
 	return fs
 }
@@ -218,6 +224,9 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	nc.ElectionTimeout = time.Duration(o.electionTimeoutMs) * time.Millisecond
 	nc.HeartbeatTimeout = nc.ElectionTimeout
 	nc.SnapshotThreshold = o.snapshotCount
+	if nc.AutoCompaction, err = autoCompaction(o.autoCompactionMode, o.autoCompactionRet); err != nil {
+		return node.MemberConfig{}, err
+	}
 	nc.Logger = log
 	nc.Registry = reg
 	sc := sqlsink.DefaultConfig()
@@ -234,6 +243,31 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	rc.Registry = reg
 	rc.Gatherer = reg
 	return node.MemberConfig{Node: nc, RPC: rc, ListenClientURL: listen[0]}, nil
+}
+
+// autoCompaction reads etcd's auto-compaction flags.
+func autoCompaction(mode, retention string) (node.AutoCompaction, error) {
+	if retention == "" || retention == "0" {
+		return node.AutoCompaction{}, nil
+	}
+	switch mode {
+	case node.CompactionPeriodic:
+		if h, err := strconv.Atoi(retention); err == nil {
+			return node.AutoCompaction{Mode: mode, Period: time.Duration(h) * time.Hour}, nil
+		}
+		d, err := time.ParseDuration(retention)
+		if err != nil || d <= 0 {
+			return node.AutoCompaction{}, fmt.Errorf("--auto-compaction-retention: want a duration or whole hours, got %q", retention)
+		}
+		return node.AutoCompaction{Mode: mode, Period: d}, nil
+	case node.CompactionRevision:
+		n, err := strconv.ParseInt(retention, 10, 64)
+		if err != nil || n <= 0 {
+			return node.AutoCompaction{}, fmt.Errorf("--auto-compaction-retention: want a revision count, got %q", retention)
+		}
+		return node.AutoCompaction{Mode: mode, Revisions: n}, nil
+	}
+	return node.AutoCompaction{}, fmt.Errorf("--auto-compaction-mode: want periodic or revision, got %q", mode)
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {

@@ -48,6 +48,11 @@ func WithMySQL(dsn string) Option {
 	return func(c *node.MemberConfig) { c.Node.Sink.MySQLDSN = dsn }
 }
 
+// WithAutoCompaction turns on automatic compaction.
+func WithAutoCompaction(ac node.AutoCompaction) Option {
+	return func(c *node.MemberConfig) { c.Node.AutoCompaction = ac }
+}
+
 // WithSinkAck sets the ack mode (sqlsink.AckSync or sqlsink.AckAsync).
 func WithSinkAck(ack string) Option {
 	return func(c *node.MemberConfig) { c.Node.Sink.Ack = ack }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/etcdsql/etcdsql/node"
+)
+
+func TestAutoCompactionFlags(t *testing.T) {
+	for _, tc := range []struct {
+		mode, retention string
+		want            node.AutoCompaction
+		bad             bool
+	}{
+		{"periodic", "0", node.AutoCompaction{}, false},
+		{"periodic", "1", node.AutoCompaction{Mode: "periodic", Period: time.Hour}, false},
+		{"periodic", "90m", node.AutoCompaction{Mode: "periodic", Period: 90 * time.Minute}, false},
+		{"revision", "1000", node.AutoCompaction{Mode: "revision", Revisions: 1000}, false},
+		{"revision", "1h", node.AutoCompaction{}, true},
+		{"periodic", "soon", node.AutoCompaction{}, true},
+		{"weekly", "1", node.AutoCompaction{}, true},
+	} {
+		got, err := autoCompaction(tc.mode, tc.retention)
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("autoCompaction(%q, %q) = %+v, %v", tc.mode, tc.retention, got, err)
+		}
+	}
+}
+
+func TestFlagsEnvAndFilePrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/etcdsql.yaml"
+	if err := writeFile(file, "name: fromfile\ndata-dir: /file/dir\nlog-level: warn\n"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ETCDSQL_DATA_DIR", "/env/dir")
+	o, err := parse([]string{"--config-file", file, "--log-level", "debug"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.name != "fromfile" || o.dataDir != "/env/dir" || o.logLevel != "debug" {
+		t.Fatalf("precedence: name=%q data-dir=%q log-level=%q", o.name, o.dataDir, o.logLevel)
+	}
+	if err := writeFile(file, "nope: 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parse([]string{"--config-file", file}, nil); err == nil {
+		t.Fatal("unknown config file key accepted")
+	}
+}
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
