@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,49 +17,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	p := testserver.StartProcess(t, t.TempDir())
 	c := testserver.NewClient(t, p.URL)
 
-	type ack struct {
-		key string
-		rev int64
-	}
-	var mu sync.Mutex
-	var acked []ack
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < 100000 && ctx.Err() == nil; i++ {
-				key := fmt.Sprintf("/crash/%d/%06d", w, i)
-				rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-				r, err := c.Put(rctx, key, key)
-				rcancel()
-				if err != nil {
-					return // the server is gone: unacknowledged
-				}
-				mu.Lock()
-				acked = append(acked, ack{key, r.Header.Revision})
-				mu.Unlock()
-			}
-		}(w)
-	}
-	// Kill once a good number of writes were acknowledged.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 500 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	p.Kill()
-	cancel()
-	wg.Wait()
-	if len(acked) < 500 {
-		t.Fatalf("only %d writes acknowledged before the kill", len(acked))
-	}
+	acked := killUnderLoad(t, p, c, "/crash/", 500, putKey)
 
 	p.Restart(t)
 	c2 := testserver.NewClient(t, p.URL)

@@ -23,27 +23,7 @@ func BenchmarkSinkPut(b *testing.B) {
 	for _, ack := range []string{sqlsink.AckSync, sqlsink.AckAsync} {
 		b.Run("ack="+ack, func(b *testing.B) {
 			s := testserver.Start(b, testserver.WithMySQL(mysqltest.NewDatabase(b)), testserver.WithSinkAck(ack))
-			c := s.Client(b)
-			value := strings.Repeat("v", 256)
-			ctx := context.Background()
-			var n atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for w := 0; w < 64; w++ {
-				wg.Add(1)
-				go func(w int) {
-					defer wg.Done()
-					for i := n.Add(1); i <= int64(b.N); i = n.Add(1) {
-						if _, err := c.Put(ctx, fmt.Sprintf("/bench/%d/%d", w, i), value); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}(w)
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "puts/s")
+			benchPuts(b, s, 64)
 		})
 	}
 }

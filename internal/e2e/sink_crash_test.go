@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,62 +23,18 @@ func TestSinkKill9KeepsDatabaseAndStoreEqual(t *testing.T) {
 	p := testserver.StartProcess(t, t.TempDir(), "--mysql-dsn", dsn)
 	c := testserver.NewClient(t, p.URL)
 
-	type ack struct {
-		key string
-		rev int64
-	}
-	var mu sync.Mutex
-	var acked []ack
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < 100000 && ctx.Err() == nil; i++ {
-				key := fmt.Sprintf("/k9/%d/%06d", w, i)
-				rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-				var rev int64
-				var err error
-				if i%10 == 9 { // some transactions and deletes in the mix
-					r, terr := c.Txn(rctx).Then(clientv3.OpPut(key, "t"), clientv3.OpDelete(fmt.Sprintf("/k9/%d/%06d", w, i-1))).Commit()
-					err = terr
-					if r != nil {
-						rev = r.Header.Revision
-					}
-				} else {
-					r, perr := c.Put(rctx, key, key)
-					err = perr
-					if r != nil {
-						rev = r.Header.Revision
-					}
-				}
-				rcancel()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				acked = append(acked, ack{key, rev})
-				mu.Unlock()
-			}
-		}(w)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 1000 || time.Now().After(deadline) {
-			break
+	// Some transactions that also delete the writer's previous key.
+	acked := killUnderLoad(t, p, c, "/k9/", 1000, func(ctx context.Context, c *clientv3.Client, key string, i int) (int64, error) {
+		if i%10 != 9 {
+			return putKey(ctx, c, key, i)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	p.Kill()
-	cancel()
-	wg.Wait()
-	if len(acked) < 1000 {
-		t.Fatalf("only %d writes acknowledged before the kill", len(acked))
-	}
+		prev := key[:len(key)-6] + fmt.Sprintf("%06d", i-1)
+		r, err := c.Txn(ctx).Then(clientv3.OpPut(key, "t"), clientv3.OpDelete(prev)).Commit()
+		if err != nil {
+			return 0, err
+		}
+		return r.Header.Revision, nil
+	})
 
 	// Before any restart: every acknowledged write is in MariaDB.
 	db, err := sql.Open("mysql", dsn)
