@@ -11,21 +11,21 @@ import (
 	"github.com/etcdsql/etcdsql/fsm"
 )
 
-type reviewStore struct {
+type testStore struct {
 	t   *testing.T
 	s   *fsm.Store
 	idx uint64
 }
 
-func newReviewStore(t *testing.T) *reviewStore {
+func newTestStore(t *testing.T) *testStore {
 	s, err := fsm.New(fsm.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &reviewStore{t: t, s: s}
+	return &testStore{t: t, s: s}
 }
 
-func (r *reviewStore) apply(req *pb.InternalRaftRequest) *fsm.Result {
+func (r *testStore) apply(req *pb.InternalRaftRequest) *fsm.Result {
 	r.t.Helper()
 	data, err := fsm.Encode(req)
 	if err != nil {
@@ -39,7 +39,7 @@ func (r *reviewStore) apply(req *pb.InternalRaftRequest) *fsm.Result {
 	return res
 }
 
-func reviewOpen(t *testing.T, path string) *Sink {
+func openSQLite(t *testing.T, path string) *Sink {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.SQLitePath = path
@@ -73,11 +73,11 @@ func runUntil(t *testing.T, sk *Sink, st *fsm.Store, cond func() bool) {
 // A key put and then deleted in one revision (two nested txns, which etcd's
 // overlap check allows) must not come back after a compaction past that
 // revision and a rebuild from the database.
-func TestReviewCompactSameRevisionPutDelete(t *testing.T) {
+func TestCompactionDropsPutDeletedInTheSameRevision(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
-	sk := reviewOpen(t, path)
+	sk := openSQLite(t, path)
 	defer sk.Close()
-	rs := newReviewStore(t)
+	rs := newTestStore(t)
 	put := &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}}}
 	del := &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("k")}}}
 	rs.apply(&pb.InternalRaftRequest{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{
@@ -116,14 +116,14 @@ func TestReviewCompactSameRevisionPutDelete(t *testing.T) {
 // from the database the new raft log starts at 1 again, but the sink never
 // lowers meta.applied_index, so after a restart WaitIndex returns at once
 // for entries that are not in the database (sync acks become async).
-func TestReviewAppliedIndexAfterRebuild(t *testing.T) {
+func TestAppliedIndexStartsOverAfterRebuild(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	// The old cluster: 50 entries sunk.
-	sk := reviewOpen(t, path)
+	sk := openSQLite(t, path)
 	if err := sk.SetClusterID(context.Background(), 7); err != nil {
 		t.Fatal(err)
 	}
-	old := newReviewStore(t)
+	old := newTestStore(t)
 	for i := 0; i < 50; i++ {
 		old.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("a"), Value: []byte("v")}})
 	}
@@ -132,8 +132,8 @@ func TestReviewAppliedIndexAfterRebuild(t *testing.T) {
 
 	// Rebuild: a member with no raft state loads the database, and its
 	// raft log starts afresh.
-	sk = reviewOpen(t, path)
-	rs := newReviewStore(t)
+	sk = openSQLite(t, path)
+	rs := newTestStore(t)
 	if _, err := sk.LoadInto(context.Background(), rs.s); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestReviewAppliedIndexAfterRebuild(t *testing.T) {
 	sk.Close()
 
 	// Restart of the rebuilt member: its sink reads meta.applied_index.
-	sk = reviewOpen(t, path)
+	sk = openSQLite(t, path)
 	defer sk.Close()
 	st, _ := sk.State(context.Background())
 	if st.AppliedIndex != 1 {
@@ -160,17 +160,17 @@ func TestReviewAppliedIndexAfterRebuild(t *testing.T) {
 // lease set of the store's current state. A rebuild from that high-water
 // mark then has a key attached to a lease the database says does not
 // exist: the key never expires.
-func TestReviewLeasesAheadOfPartialBatch(t *testing.T) {
+func TestPartialBatchKeepsLeasesOfStoredKeys(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
-	sk := reviewOpen(t, path)
+	sk := openSQLite(t, path)
 	defer sk.Close()
 	// Make every write of revision 3 fail, so the sink stops after the
 	// batch that ends at revision 2 (as if the process died there).
-	if _, err := sk.DB().Exec(`CREATE TRIGGER review_fail3 BEFORE INSERT ON kv_log WHEN NEW.revision >= 3 BEGIN SELECT RAISE(ABORT, 'review: fail'); END`); err != nil {
+	if _, err := sk.DB().Exec(`CREATE TRIGGER fail_from_rev3 BEFORE INSERT ON kv_log WHEN NEW.revision >= 3 BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
 		t.Fatal(err)
 	}
 	sk.cfg.MaxBatchRevisions = 1
-	rs := newReviewStore(t)
+	rs := newTestStore(t)
 	rs.apply(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 42, TTL: 60}})
 	rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v"), Lease: 42}}) // rev 2
 	rs.apply(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 42}})                          // rev 3: delete k

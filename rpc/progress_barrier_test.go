@@ -14,21 +14,21 @@ import (
 	"github.com/etcdsql/etcdsql/fsm"
 )
 
-// reviewBackend serves watches from a bare store; nothing else is needed.
-type reviewBackend struct {
+// storeBackend serves watches from a bare store; nothing else is needed.
+type storeBackend struct {
 	Backend
 	s *fsm.Store
 }
 
-func (b reviewBackend) NewWatchStream() *fsm.WatchStream { return b.s.NewWatchStream() }
-func (b reviewBackend) Store() *fsm.Store                { return b.s }
-func (b reviewBackend) ClusterID() uint64                { return 1 }
-func (b reviewBackend) MemberID() uint64                 { return 2 }
-func (b reviewBackend) Term() uint64                     { return 3 }
+func (b storeBackend) NewWatchStream() *fsm.WatchStream { return b.s.NewWatchStream() }
+func (b storeBackend) Store() *fsm.Store                { return b.s }
+func (b storeBackend) ClusterID() uint64                { return 1 }
+func (b storeBackend) MemberID() uint64                 { return 2 }
+func (b storeBackend) Term() uint64                     { return 3 }
 
-func reviewServe(t *testing.T, s *fsm.Store) *clientv3.Client {
+func serveStore(t *testing.T, s *fsm.Store) *clientv3.Client {
 	t.Helper()
-	srv, err := NewServer(reviewBackend{s: s}, DefaultConfig())
+	srv, err := NewServer(storeBackend{s: s}, DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,14 +49,14 @@ func reviewServe(t *testing.T, s *fsm.Store) *clientv3.Client {
 // A progress notification is a barrier: when it arrives with header
 // revision R, every event at or below R has been delivered. A watcher that
 // is catching up over more than MaxBatchRevs revisions breaks that.
-func TestReviewProgressRequestBarrier(t *testing.T) {
+func TestProgressRequestIsABarrier(t *testing.T) {
 	s, _ := fsm.New(fsm.DefaultConfig())
 	const n = 20000
 	for i := 1; i <= n; i++ {
 		data, _ := fsm.Encode(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(fmt.Sprintf("k%06d", i)), Value: []byte("v")}})
 		s.Apply(uint64(i), data)
 	}
-	c := reviewServe(t, s)
+	c := serveStore(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	wch := c.Watch(ctx, "k", clientv3.WithPrefix(), clientv3.WithRev(2))

@@ -13,7 +13,7 @@ import (
 // A keepalive for a lease whose TTL has run out, but that the expiry loop
 // has not revoked yet, must not bring it back: etcd's lessor.Renew answers
 // ErrLeaseNotFound for an expired lease (it waits for the revoke).
-func TestReviewRenewExpiredLease(t *testing.T) {
+func TestKeepaliveCannotReviveExpiredLease(t *testing.T) {
 	store, err := fsm.New(fsm.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestReviewRenewExpiredLease(t *testing.T) {
 
 // A lease revoked and granted again under the same ID (clients may choose
 // IDs) before the expiry loop next runs keeps the old lease's deadline.
-func TestReviewRegrantKeepsOldDeadline(t *testing.T) {
+func TestRegrantedLeaseStartsItsOwnTTL(t *testing.T) {
 	store, _ := fsm.New(fsm.DefaultConfig())
 	idx := uint64(0)
 	apply := func(r *pb.InternalRaftRequest) {
