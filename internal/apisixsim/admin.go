@@ -1,0 +1,359 @@
+package apisixsim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Admin performs the etcd operations of APISIX's Admin API (§4). Resource
+// paths are relative to the prefix: "routes", "consumers/jack/credentials".
+// Reference checks (the ranges that validate upstream_id and friends) are
+// skipped.
+type Admin struct {
+	c *Client
+	// Now gives create_time and update_time; time.Now when nil.
+	Now func() time.Time
+}
+
+// NewAdmin returns an Admin over c (APISIX's Admin client uses max_fails 1).
+func NewAdmin(c *Client) *Admin { return &Admin{c: c} }
+
+// AdminResult is the Admin API's answer.
+type AdminResult struct {
+	// Status is the HTTP status the Admin API would return.
+	Status int
+	// Key is the etcd key, Value the stored object.
+	Key   string
+	Value any
+	// CreatedIndex and ModifiedIndex are set on GET (and on list items).
+	CreatedIndex  int64
+	ModifiedIndex int64
+	// List and Total are set on list.
+	List  []AdminResult
+	Total int
+	// Message is the error message ("Key not found", an etcd error).
+	Message string
+}
+
+func (a *Admin) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func key(res, id string) string { return Prefix + "/" + res + "/" + id }
+
+// etcdFailure is how the Admin API reports an etcd error: 503 and the message.
+func etcdFailure(err error) (AdminResult, error) {
+	return AdminResult{Status: 503, Message: err.Error()}, err
+}
+
+// getExact is core.etcd.get(key): range [key, key+1) and kvs[1].key == key.
+func (a *Admin) getExact(ctx context.Context, k string) (*KV, error) {
+	rr, _, err := a.c.Range(ctx, k, rangeEnd(k))
+	if err != nil {
+		return nil, err
+	}
+	if len(rr.Kvs) == 0 {
+		return nil, nil
+	}
+	got, err := rr.Kvs[0].decodeKey()
+	if err != nil {
+		return nil, err
+	}
+	if got != k {
+		return nil, nil
+	}
+	return &rr.Kvs[0], nil
+}
+
+// grant is lease grant {"TTL":n,"ID":0}; it returns the ID as APISIX passes
+// it on: the JSON string as is, or, if the server sent a number, that number
+// as cjson would re-encode a double (14 significant digits).
+func (a *Admin) grant(ctx context.Context, ttl int) (any, error) {
+	r, err := a.c.Post(ctx, "/v3/lease/grant", map[string]any{"TTL": ttl, "ID": 0})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	var g struct {
+		ID json.RawMessage `json:"ID"`
+	}
+	if err := r.Decode(&g); err != nil {
+		return nil, err
+	}
+	var s string
+	if json.Unmarshal(g.ID, &s) == nil {
+		return s, nil
+	}
+	var f float64
+	if err := json.Unmarshal(g.ID, &f); err != nil {
+		return nil, fmt.Errorf("apisixsim: grant reply without ID: %s", truncate(r.Raw))
+	}
+	return json.Number(strconv.FormatFloat(f, 'g', 14, 64)), nil
+}
+
+func encodeValue(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return B64(string(b)), nil
+}
+
+// Put is PUT /<res>/<id>[?ttl=]: range the key (to keep create_time), then
+// put with prev_kv:true (after a lease grant when ttl > 0). 201 when the
+// reply has no prev_kv, 200 when it has one.
+func (a *Admin) Put(ctx context.Context, res, id string, value map[string]any, ttl int) (AdminResult, error) {
+	k := key(res, id)
+	old, err := a.getExact(ctx, k)
+	if err != nil {
+		return etcdFailure(err)
+	}
+	v := clone(value)
+	now := a.now().Unix()
+	v["create_time"], v["update_time"] = now, now
+	if old != nil {
+		if b, ok, _ := old.decodeValue(); ok {
+			if m, ok := deserialize(b).(map[string]any); ok && m["create_time"] != nil {
+				v["create_time"] = m["create_time"]
+			}
+		}
+	}
+	return a.set(ctx, k, v, ttl)
+}
+
+func (a *Admin) set(ctx context.Context, k string, v map[string]any, ttl int) (AdminResult, error) {
+	ev, err := encodeValue(v)
+	if err != nil {
+		return AdminResult{Status: 400, Message: err.Error()}, err
+	}
+	body := map[string]any{"key": B64(k), "value": ev, "prev_kv": true}
+	if ttl > 0 {
+		id, err := a.grant(ctx, ttl)
+		if err != nil {
+			return etcdFailure(err)
+		}
+		body["lease"] = id
+	}
+	r, err := a.c.Post(ctx, "/v3/kv/put", body)
+	if err != nil {
+		return etcdFailure(err)
+	}
+	if err := r.Err(); err != nil {
+		return etcdFailure(err)
+	}
+	var pr PutResponse
+	if err := r.Decode(&pr); err != nil {
+		return etcdFailure(err)
+	}
+	if pr.Header.Rev() == 0 {
+		return etcdFailure(fmt.Errorf("apisixsim: put reply without header.revision: %s", truncate(r.Raw)))
+	}
+	status := 201
+	if pr.PrevKV != nil {
+		status = 200
+	}
+	return AdminResult{Status: status, Key: k, Value: v}, nil
+}
+
+// Post is POST /<res>[?ttl=]: put /apisix/gen_id "1" with prev_kv, id =
+// %020d of its header.revision, then PUT.
+func (a *Admin) Post(ctx context.Context, res string, value map[string]any, ttl int) (AdminResult, error) {
+	r, err := a.c.Post(ctx, "/v3/kv/put", map[string]any{"key": B64(Prefix + "/gen_id"), "value": B64("1"), "prev_kv": true})
+	if err != nil {
+		return etcdFailure(err)
+	}
+	if err := r.Err(); err != nil {
+		return etcdFailure(err)
+	}
+	var pr PutResponse
+	if err := r.Decode(&pr); err != nil {
+		return etcdFailure(err)
+	}
+	if pr.Header.Rev() == 0 {
+		return etcdFailure(fmt.Errorf("apisixsim: gen_id put without header.revision: %s", truncate(r.Raw)))
+	}
+	id := fmt.Sprintf("%020d", pr.Header.Rev())
+	out, err := a.Put(ctx, res, id, value, ttl)
+	if err == nil {
+		out.Status = 201
+	}
+	return out, err
+}
+
+// Get is GET /<res>/<id>: 200 with the item, or 404 "Key not found".
+func (a *Admin) Get(ctx context.Context, res, id string) (AdminResult, error) {
+	k := key(res, id)
+	kv, err := a.getExact(ctx, k)
+	if err != nil {
+		return etcdFailure(err)
+	}
+	if kv == nil {
+		return AdminResult{Status: 404, Message: "Key not found"}, nil
+	}
+	return itemResult(k, kv, 200)
+}
+
+func itemResult(k string, kv *KV, status int) (AdminResult, error) {
+	b, _, err := kv.decodeValue()
+	if err != nil {
+		return etcdFailure(err)
+	}
+	return AdminResult{Status: status, Key: k, Value: deserialize(b),
+		CreatedIndex: int64(kv.CreateRevision), ModifiedIndex: int64(kv.ModRevision)}, nil
+}
+
+// List is GET /<res>: range the resource prefix, drop the placeholder (a
+// first kv without a JSON value), sort by createdIndex, return list and
+// total.
+func (a *Admin) List(ctx context.Context, res string) (AdminResult, error) {
+	k := Prefix + "/" + res
+	rr, _, err := a.c.Range(ctx, k, rangeEnd(k))
+	if err != nil {
+		return etcdFailure(err)
+	}
+	out := AdminResult{Status: 200, List: []AdminResult{}}
+	for i := range rr.Kvs {
+		kk, err := rr.Kvs[i].decodeKey()
+		if err != nil {
+			return etcdFailure(err)
+		}
+		it, err := itemResult(kk, &rr.Kvs[i], 200)
+		if err != nil {
+			return it, err
+		}
+		if i == 0 && it.Value == nil {
+			continue
+		}
+		out.List = append(out.List, it)
+	}
+	sort.SliceStable(out.List, func(i, j int) bool { return out.List[i].CreatedIndex < out.List[j].CreatedIndex })
+	out.Total = len(out.List)
+	return out, nil
+}
+
+// Patch is PATCH /<res>/<id>[?ttl=]: range the exact key (404 if absent),
+// merge patch into its value, then a txn comparing MOD EQUAL modifiedIndex
+// with a success-only requestPut. succeeded must be JSON true.
+func (a *Admin) Patch(ctx context.Context, res, id string, patch map[string]any, ttl int) (AdminResult, error) {
+	k := key(res, id)
+	kv, err := a.getExact(ctx, k)
+	if err != nil {
+		return etcdFailure(err)
+	}
+	if kv == nil {
+		return AdminResult{Status: 404, Message: "Key not found"}, nil
+	}
+	b, _, err := kv.decodeValue()
+	if err != nil {
+		return etcdFailure(err)
+	}
+	old, _ := deserialize(b).(map[string]any)
+	v := clone(old)
+	if v == nil {
+		v = map[string]any{}
+	}
+	for pk, pv := range patch {
+		if pv == nil {
+			delete(v, pk)
+		} else {
+			v[pk] = pv
+		}
+	}
+	v["update_time"] = a.now().Unix()
+	ev, err := encodeValue(v)
+	if err != nil {
+		return AdminResult{Status: 400, Message: err.Error()}, err
+	}
+	put := map[string]any{"key": B64(k), "value": ev}
+	if ttl > 0 {
+		lid, err := a.grant(ctx, ttl)
+		if err != nil {
+			return etcdFailure(err)
+		}
+		put["lease"] = lid
+	}
+	r, err := a.c.Post(ctx, "/v3/kv/txn", map[string]any{
+		"compare": []any{map[string]any{"key": B64(k), "target": "MOD", "result": "EQUAL", "mod_revision": int64(kv.ModRevision)}},
+		"success": []any{map[string]any{"requestPut": put}},
+	})
+	if err != nil {
+		return etcdFailure(err)
+	}
+	if err := r.Err(); err != nil {
+		return etcdFailure(err)
+	}
+	var tr struct {
+		Header    *Header         `json:"header"`
+		Succeeded json.RawMessage `json:"succeeded"`
+	}
+	if err := r.Decode(&tr); err != nil {
+		return etcdFailure(err)
+	}
+	if tr.Header.Rev() == 0 {
+		return etcdFailure(fmt.Errorf("apisixsim: txn reply without header.revision: %s", truncate(r.Raw)))
+	}
+	if string(tr.Succeeded) != "true" {
+		return AdminResult{Status: 503, Message: "value changed before overwritten"}, nil
+	}
+	return AdminResult{Status: 200, Key: k, Value: v}, nil
+}
+
+// Delete is DELETE /<res>/<id>: for a consumer, first a ranged deleterange
+// of its credentials; then deleterange of the exact key. A reply without
+// "deleted" is 404.
+func (a *Admin) Delete(ctx context.Context, res, id string) (AdminResult, error) {
+	k := key(res, id)
+	if res == "consumers" {
+		cred := k + "/credentials/"
+		r, err := a.c.Post(ctx, "/v3/kv/deleterange", map[string]any{"key": B64(cred), "range_end": B64(rangeEnd(cred))})
+		if err != nil {
+			return etcdFailure(err)
+		}
+		if err := r.Err(); err != nil {
+			return etcdFailure(err)
+		}
+	}
+	r, err := a.c.Post(ctx, "/v3/kv/deleterange", map[string]any{"key": B64(k)})
+	if err != nil {
+		return etcdFailure(err)
+	}
+	if err := r.Err(); err != nil {
+		return etcdFailure(err)
+	}
+	var dr struct {
+		Header  *Header         `json:"header"`
+		Deleted json.RawMessage `json:"deleted"`
+	}
+	if err := r.Decode(&dr); err != nil {
+		return etcdFailure(err)
+	}
+	if dr.Header.Rev() == 0 {
+		return etcdFailure(fmt.Errorf("apisixsim: deleterange reply without header.revision: %s", truncate(r.Raw)))
+	}
+	// Lua: any present value, even "0" or 0, is truthy.
+	if len(dr.Deleted) == 0 || string(dr.Deleted) == "null" || string(dr.Deleted) == "false" {
+		return AdminResult{Status: 404, Message: "Key not found"}, nil
+	}
+	return AdminResult{Status: 200, Key: k, Value: map[string]any{"deleted": strings.Trim(string(dr.Deleted), `"`)}}, nil
+}
+
+func clone(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
