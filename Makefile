@@ -21,7 +21,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 30m ./...
 
 lint:
-	gofmt -l . | tee /dev/stderr | (! read)
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 clean:
