@@ -173,7 +173,7 @@ func (st *watchStream) flush() (int64, error) {
 	// Responses of one flush mostly share a revision: share their header
 	// too (it is only read while encoding).
 	var hdr *pb.ResponseHeader
-	st.enc.reset()
+	st.enc.reset(len(resps))
 	for _, r := range resps {
 		o := st.opts[r.WatchID]
 		if r.CompactRevision != 0 {
@@ -220,7 +220,7 @@ func (st *watchStream) sendEncoded() error {
 			return err
 		}
 	}
-	st.enc.reset()
+	st.enc.reset(st.enc.expect - len(st.enc.ends))
 	return nil
 }
 

@@ -25,6 +25,9 @@ const (
 type watchEncoder struct {
 	arena []byte
 	ends  []int
+	// expect is how many messages the flush will add: the arena is sized
+	// for them at the first one, instead of growing by doubling.
+	expect int
 
 	hdr    *pb.ResponseHeader
 	hdrEnc []byte
@@ -33,8 +36,10 @@ type watchEncoder struct {
 	evsEnc []byte
 }
 
-func (e *watchEncoder) reset() {
+// reset starts a flush of about n messages.
+func (e *watchEncoder) reset(n int) {
 	e.arena, e.ends, e.hdr, e.hdrEnc, e.evs, e.evsEnc = e.arena[:0], e.ends[:0], nil, nil, nil, nil
+	e.expect = n
 }
 
 func sameEvents(a, b []*mvccpb.Event) bool {
@@ -61,6 +66,10 @@ func (e *watchEncoder) add(hdr *pb.ResponseHeader, id int64, evs []*mvccpb.Event
 			b = append(b, eb...)
 		}
 		e.evs, e.evsEnc = evs, b
+	}
+	if cap(e.arena) == 0 {
+		size := 2*binary.MaxVarintLen64 + 2 + len(e.hdrEnc) + len(e.evsEnc)
+		e.arena = make([]byte, 0, max(e.expect-len(e.ends), 1)*size)
 	}
 	e.arena = binary.AppendUvarint(append(e.arena, tagWatchHeader), uint64(len(e.hdrEnc)))
 	e.arena = append(e.arena, e.hdrEnc...)
