@@ -73,21 +73,39 @@ func (a *Admin) getExact(ctx context.Context, k string) (*KV, error) {
 	return &rr.Kvs[0], nil
 }
 
-// grant is lease grant {"TTL":n,"ID":0}; it returns the ID as APISIX passes
-// it on: the JSON string as is, or, if the server sent a number, that number
-// as cjson would re-encode a double (14 significant digits).
-func (a *Admin) grant(ctx context.Context, ttl int) (any, error) {
-	r, err := a.c.Post(ctx, "/v3/lease/grant", map[string]any{"TTL": ttl, "ID": 0})
+// call posts one etcd request and decodes its reply into out; a transport
+// failure or an etcd error body comes back as the error.
+func (a *Admin) call(ctx context.Context, path string, body, out any) (*Reply, error) {
+	r, err := a.c.Post(ctx, path, body)
 	if err != nil {
 		return nil, err
 	}
 	if err := r.Err(); err != nil {
 		return nil, err
 	}
+	if err := r.Decode(out); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// requireRev fails a reply without header.revision, as APISIX 3.17+ does.
+func requireRev(h *Header, what string, r *Reply) error {
+	if h.Rev() == 0 {
+		return fmt.Errorf("apisixsim: %s reply without header.revision: %s", what, truncate(r.Raw))
+	}
+	return nil
+}
+
+// grant is lease grant {"TTL":n,"ID":0}; it returns the ID as APISIX passes
+// it on: the JSON string as is, or, if the server sent a number, that number
+// as cjson would re-encode a double (14 significant digits).
+func (a *Admin) grant(ctx context.Context, ttl int) (any, error) {
 	var g struct {
 		ID json.RawMessage `json:"ID"`
 	}
-	if err := r.Decode(&g); err != nil {
+	r, err := a.call(ctx, "/v3/lease/grant", map[string]any{"TTL": ttl, "ID": 0}, &g)
+	if err != nil {
 		return nil, err
 	}
 	var s string
@@ -144,19 +162,13 @@ func (a *Admin) set(ctx context.Context, k string, v map[string]any, ttl int) (A
 		}
 		body["lease"] = id
 	}
-	r, err := a.c.Post(ctx, "/v3/kv/put", body)
+	var pr PutResponse
+	r, err := a.call(ctx, "/v3/kv/put", body, &pr)
+	if err == nil {
+		err = requireRev(pr.Header, "put", r)
+	}
 	if err != nil {
 		return etcdFailure(err)
-	}
-	if err := r.Err(); err != nil {
-		return etcdFailure(err)
-	}
-	var pr PutResponse
-	if err := r.Decode(&pr); err != nil {
-		return etcdFailure(err)
-	}
-	if pr.Header.Rev() == 0 {
-		return etcdFailure(fmt.Errorf("apisixsim: put reply without header.revision: %s", truncate(r.Raw)))
 	}
 	status := 201
 	if pr.PrevKV != nil {
@@ -168,19 +180,13 @@ func (a *Admin) set(ctx context.Context, k string, v map[string]any, ttl int) (A
 // Post is POST /<res>[?ttl=]: put /apisix/gen_id "1" with prev_kv, id =
 // %020d of its header.revision, then PUT.
 func (a *Admin) Post(ctx context.Context, res string, value map[string]any, ttl int) (AdminResult, error) {
-	r, err := a.c.Post(ctx, "/v3/kv/put", map[string]any{"key": B64(Prefix + "/gen_id"), "value": B64("1"), "prev_kv": true})
+	var pr PutResponse
+	r, err := a.call(ctx, "/v3/kv/put", map[string]any{"key": B64(Prefix + "/gen_id"), "value": B64("1"), "prev_kv": true}, &pr)
+	if err == nil {
+		err = requireRev(pr.Header, "gen_id put", r)
+	}
 	if err != nil {
 		return etcdFailure(err)
-	}
-	if err := r.Err(); err != nil {
-		return etcdFailure(err)
-	}
-	var pr PutResponse
-	if err := r.Decode(&pr); err != nil {
-		return etcdFailure(err)
-	}
-	if pr.Header.Rev() == 0 {
-		return etcdFailure(fmt.Errorf("apisixsim: gen_id put without header.revision: %s", truncate(r.Raw)))
 	}
 	id := fmt.Sprintf("%020d", pr.Header.Rev())
 	out, err := a.Put(ctx, res, id, value, ttl)
@@ -282,25 +288,19 @@ func (a *Admin) Patch(ctx context.Context, res, id string, patch map[string]any,
 		}
 		put["lease"] = lid
 	}
-	r, err := a.c.Post(ctx, "/v3/kv/txn", map[string]any{
-		"compare": []any{map[string]any{"key": B64(k), "target": "MOD", "result": "EQUAL", "mod_revision": int64(kv.ModRevision)}},
-		"success": []any{map[string]any{"requestPut": put}},
-	})
-	if err != nil {
-		return etcdFailure(err)
-	}
-	if err := r.Err(); err != nil {
-		return etcdFailure(err)
-	}
 	var tr struct {
 		Header    *Header         `json:"header"`
 		Succeeded json.RawMessage `json:"succeeded"`
 	}
-	if err := r.Decode(&tr); err != nil {
-		return etcdFailure(err)
+	r, err := a.call(ctx, "/v3/kv/txn", map[string]any{
+		"compare": []any{map[string]any{"key": B64(k), "target": "MOD", "result": "EQUAL", "mod_revision": int64(kv.ModRevision)}},
+		"success": []any{map[string]any{"requestPut": put}},
+	}, &tr)
+	if err == nil {
+		err = requireRev(tr.Header, "txn", r)
 	}
-	if tr.Header.Rev() == 0 {
-		return etcdFailure(fmt.Errorf("apisixsim: txn reply without header.revision: %s", truncate(r.Raw)))
+	if err != nil {
+		return etcdFailure(err)
 	}
 	if string(tr.Succeeded) != "true" {
 		return AdminResult{Status: 503, Message: "value changed before overwritten"}, nil
@@ -315,30 +315,21 @@ func (a *Admin) Delete(ctx context.Context, res, id string) (AdminResult, error)
 	k := key(res, id)
 	if res == "consumers" {
 		cred := k + "/credentials/"
-		r, err := a.c.Post(ctx, "/v3/kv/deleterange", map[string]any{"key": B64(cred), "range_end": B64(rangeEnd(cred))})
-		if err != nil {
+		var ignored struct{}
+		if _, err := a.call(ctx, "/v3/kv/deleterange", map[string]any{"key": B64(cred), "range_end": B64(rangeEnd(cred))}, &ignored); err != nil {
 			return etcdFailure(err)
 		}
-		if err := r.Err(); err != nil {
-			return etcdFailure(err)
-		}
-	}
-	r, err := a.c.Post(ctx, "/v3/kv/deleterange", map[string]any{"key": B64(k)})
-	if err != nil {
-		return etcdFailure(err)
-	}
-	if err := r.Err(); err != nil {
-		return etcdFailure(err)
 	}
 	var dr struct {
 		Header  *Header         `json:"header"`
 		Deleted json.RawMessage `json:"deleted"`
 	}
-	if err := r.Decode(&dr); err != nil {
-		return etcdFailure(err)
+	r, err := a.call(ctx, "/v3/kv/deleterange", map[string]any{"key": B64(k)}, &dr)
+	if err == nil {
+		err = requireRev(dr.Header, "deleterange", r)
 	}
-	if dr.Header.Rev() == 0 {
-		return etcdFailure(fmt.Errorf("apisixsim: deleterange reply without header.revision: %s", truncate(r.Raw)))
+	if err != nil {
+		return etcdFailure(err)
 	}
 	// Lua: any present value, even "0" or 0, is truthy.
 	if len(dr.Deleted) == 0 || string(dr.Deleted) == "null" || string(dr.Deleted) == "false" {
