@@ -125,12 +125,13 @@ func BenchmarkPutToEvent1000Watchers(b *testing.B) {
 	const streams, perStream = 10, 100
 	p := testserver.StartProcess(b, b.TempDir())
 	c := testserver.NewClient(b, p.URL)
-	wc := testserver.NewClient(b, p.URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lats := make([][]time.Duration, streams)
 	var wg sync.WaitGroup
 	for st := 0; st < streams; st++ {
+		// A connection per stream, as gateways each have their own.
+		wc := testserver.NewClient(b, p.URL)
 		stream, err := pb.NewWatchClient(wc.ActiveConnection()).Watch(ctx)
 		if err != nil {
 			b.Fatal(err)
