@@ -27,8 +27,8 @@ func (s *Sink) Check(ctx context.Context, store *fsm.Store, term uint64) (State,
 				return st, fmt.Errorf("%w: database at revision %d, this member at %d: remove the member's data dir to rebuild it from the database",
 					ErrAhead, st.Revision, cur)
 			}
-			if _, err := store.ChangesSince(st.Revision, 1, 0); errors.Is(err, fsm.ErrCompacted) {
-				_, compact := store.Revs()
+			// The store's history starts at its compact revision.
+			if _, compact := store.Revs(); st.Revision+1 < compact {
 				return st, fmt.Errorf("%w: database at revision %d, this member's history starts at %d: restore the database from a backup taken after that revision, or rebuild the cluster from this database",
 					ErrGap, st.Revision, compact)
 			}
