@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"slices"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -79,14 +80,14 @@ func TestCompactDropsHistory(t *testing.T) {
 		t.Fatalf("range at 5: %d keys, want 1", n)
 	}
 	// a1 (rev 2) can no longer be read and is gone; a2 stays for reads at 4.
-	if got := retained(h.s, "a"); !equalInt64s(got, []int64{3, 6}) {
+	if got := retained(h.s, "a"); !slices.Equal(got, []int64{3, 6}) {
 		t.Fatalf("versions of a: %v, want [3 6]", got)
 	}
 	if got := historyRevs(h.s); len(got) == 0 || got[0] < 4 {
 		t.Fatalf("history after compact(4) starts at %v", got)
 	}
 	// Compaction does not change the current state.
-	if got := keysOf(h.all(0)); !equalStrings(got, []string{"a", "c"}) {
+	if got := keysOf(h.all(0)); !slices.Equal(got, []string{"a", "c"}) {
 		t.Fatalf("current keys %q", got)
 	}
 	if kv := h.get("a"); kv.Version != 3 || kv.CreateRevision != 2 {
@@ -97,18 +98,6 @@ func TestCompactDropsHistory(t *testing.T) {
 	if kv := h.get("a"); kv.Version != 4 || kv.CreateRevision != 2 {
 		t.Fatalf("a after compaction and put = %s", kvStr(kv))
 	}
-}
-
-func equalInt64s(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestCompactErrors(t *testing.T) {
@@ -168,13 +157,13 @@ func TestCompactDeletedKeysVanish(t *testing.T) {
 		t.Fatalf("versions of deleted key retained: %v", got)
 	}
 	// "late" was deleted after it: its history stays readable.
-	if got := retained(h.s, "late"); !equalInt64s(got, []int64{7, 8}) {
+	if got := retained(h.s, "late"); !slices.Equal(got, []int64{7, 8}) {
 		t.Fatalf("versions of late: %v", got)
 	}
-	if got := keysOf(h.all(6)); !equalStrings(got, []string{"other", "stay"}) {
+	if got := keysOf(h.all(6)); !slices.Equal(got, []string{"other", "stay"}) {
 		t.Fatalf("range at compact revision: %q", got)
 	}
-	if got := keysOf(h.all(7)); !equalStrings(got, []string{"late", "other", "stay"}) {
+	if got := keysOf(h.all(7)); !slices.Equal(got, []string{"late", "other", "stay"}) {
 		t.Fatalf("range at 7: %q", got)
 	}
 	for _, v := range h.s.Snapshot().versions {
@@ -193,7 +182,7 @@ func TestCompactDeletedKeysVanish(t *testing.T) {
 		"PUT " + kvStr(&mvccpb.KeyValue{Key: []byte("late"), Value: []byte("1"), CreateRevision: 7, ModRevision: 7, Version: 1}),
 		"DELETE " + kvStr(&mvccpb.KeyValue{Key: []byte("late"), ModRevision: 8}),
 	}
-	if got := evsStr(evs[0]); !equalStrings(got, want) {
+	if got := evsStr(evs[0]); !slices.Equal(got, want) {
 		t.Fatalf("events from compact revision:\n got %q\nwant %q", got, want)
 	}
 	// Compacting past the later deletion drops "late" as well.
@@ -288,7 +277,7 @@ func TestWatchAtCompactRevisionReplaysIt(t *testing.T) {
 		"PUT " + kvStr(&mvccpb.KeyValue{Key: []byte("a"), Value: []byte("3"), CreateRevision: 2, ModRevision: 4, Version: 3}) +
 			" prev{" + kvStr(&mvccpb.KeyValue{Key: []byte("a"), Value: []byte("2"), CreateRevision: 2, ModRevision: 3, Version: 2}) + "}",
 	}
-	if got := evsStr(evs[id]); !equalStrings(got, want) {
+	if got := evsStr(evs[id]); !slices.Equal(got, want) {
 		t.Fatalf("events:\n got %q\nwant %q", got, want)
 	}
 	for _, m := range msgs {
@@ -308,7 +297,7 @@ func TestWatchAtCompactRevisionReplaysIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs2, _ := collectAll(t, ws2)
-	if got := evsStr(evs2[id2]); !equalStrings(got, []string{"DELETE " + kvStr(&mvccpb.KeyValue{Key: []byte("b"), ModRevision: 5})}) {
+	if got := evsStr(evs2[id2]); !slices.Equal(got, []string{"DELETE " + kvStr(&mvccpb.KeyValue{Key: []byte("b"), ModRevision: 5})}) {
 		t.Fatalf("events at compact revision 5: %q", got)
 	}
 	if len(h.all(5)) != 2 {

@@ -274,18 +274,6 @@ func evsStr(evs []*mvccpb.Event) []string {
 	return out
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func wantErr(tb testing.TB, what string, got, want error) {
 	tb.Helper()
 	if !errors.Is(got, want) {

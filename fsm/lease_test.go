@@ -57,7 +57,7 @@ func TestLeaseGrant(t *testing.T) {
 			t.Fatalf("Leases() lists keys: %+v", li)
 		}
 	}
-	if !equalInt64s(ids, []int64{-9, 1, 2, 3, 4, 5, 6}) {
+	if !slices.Equal(ids, []int64{-9, 1, 2, 3, 4, 5, 6}) {
 		t.Fatalf("Leases() ids %v", ids)
 	}
 
@@ -131,10 +131,10 @@ func TestLeaseAttachDetach(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.do()
-		if got := leaseKeys(t, h.s, 1); !equalStrings(got, st.keys1) {
+		if got := leaseKeys(t, h.s, 1); !slices.Equal(got, st.keys1) {
 			t.Fatalf("%s: lease 1 keys %q, want %q", st.name, got, st.keys1)
 		}
-		if got := leaseKeys(t, h.s, 2); !equalStrings(got, st.keys2) {
+		if got := leaseKeys(t, h.s, 2); !slices.Equal(got, st.keys2) {
 			t.Fatalf("%s: lease 2 keys %q, want %q", st.name, got, st.keys2)
 		}
 		kvs := h.all(0)
@@ -177,11 +177,11 @@ func TestLeaseRevoke(t *testing.T) {
 	if ls := h.s.Leases(); len(ls) != 1 || ls[0].ID != 2 {
 		t.Fatalf("Leases() = %+v", ls)
 	}
-	if got := keysOf(h.all(0)); !equalStrings(got, []string{"free", "k"}) {
+	if got := keysOf(h.all(0)); !slices.Equal(got, []string{"free", "k"}) {
 		t.Fatalf("keys after revoke: %q", got)
 	}
 	// Every attached key was deleted at the single revision 8, in key order.
-	if got := keysOf(h.all(7)); !equalStrings(got, []string{"a", "free", "k", "m", "z"}) {
+	if got := keysOf(h.all(7)); !slices.Equal(got, []string{"a", "free", "k", "m", "z"}) {
 		t.Fatalf("keys at 7: %q", got)
 	}
 	ws := h.s.NewWatchStream()
@@ -192,7 +192,7 @@ func TestLeaseRevoke(t *testing.T) {
 		"DELETE " + kvStr(&mvccpb.KeyValue{Key: []byte("m"), ModRevision: 8}),
 		"DELETE " + kvStr(&mvccpb.KeyValue{Key: []byte("z"), ModRevision: 8}),
 	}
-	if got := evsStr(evs[id]); !equalStrings(got, want) {
+	if got := evsStr(evs[id]); !slices.Equal(got, want) {
 		t.Fatalf("revoke events %q, want %q", got, want)
 	}
 
@@ -238,7 +238,7 @@ func TestLeaseRevokeWithoutKeys(t *testing.T) {
 		t.Fatal("revoking leases without keys fired Changed")
 	default:
 	}
-	if got := keysOf(h.all(0)); !equalStrings(got, []string{"x", "y"}) {
+	if got := keysOf(h.all(0)); !slices.Equal(got, []string{"x", "y"}) {
 		t.Fatalf("keys %q", got)
 	}
 }
@@ -254,7 +254,7 @@ func TestLeaseKeysSorted(t *testing.T) {
 	}
 	want := slices.Clone(keys)
 	slices.SortFunc(want, func(a, b string) int { return bytes.Compare([]byte(a), []byte(b)) })
-	if got := leaseKeys(t, h.s, 3); !equalStrings(got, want) {
+	if got := leaseKeys(t, h.s, 3); !slices.Equal(got, want) {
 		t.Fatalf("Lease keys %q, want %q", got, want)
 	}
 	li, ok := h.s.Lease(3, false)

@@ -99,7 +99,7 @@ func TestRangeKeyRanges(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := h.rng(&pb.RangeRequest{Key: []byte(tt.key), RangeEnd: bytesOrNil(tt.end)})
-			if got := keysOf(resp.Kvs); !equalStrings(got, tt.want) {
+			if got := keysOf(resp.Kvs); !slices.Equal(got, tt.want) {
 				t.Fatalf("keys = %q, want %q", got, tt.want)
 			}
 			if resp.Count != int64(len(tt.want)) || resp.More {
@@ -143,7 +143,7 @@ func TestRangeLimitCountOnlyKeysOnly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := h.rng(tt.req)
-			if got := keysOf(resp.Kvs); !equalStrings(got, tt.wantKeys) {
+			if got := keysOf(resp.Kvs); !slices.Equal(got, tt.wantKeys) {
 				t.Fatalf("keys = %q, want %q", got, tt.wantKeys)
 			}
 			if resp.Count != tt.wantCount || resp.More != tt.wantMore {
@@ -226,7 +226,7 @@ func TestRangeSort(t *testing.T) {
 				}
 				// NONE: key order for KEY, ascending for every other target.
 				resp := h.rng(&pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, SortTarget: target, SortOrder: order})
-				if got := keysOf(resp.Kvs); !equalStrings(got, want) {
+				if got := keysOf(resp.Kvs); !slices.Equal(got, want) {
 					t.Fatalf("keys = %q, want %q", got, want)
 				}
 				if resp.Count != 4 || resp.More {
@@ -258,7 +258,7 @@ func TestRangeSortWithLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := h.rng(&pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, SortTarget: tt.target, SortOrder: tt.order, Limit: tt.limit})
-			if got := keysOf(resp.Kvs); !equalStrings(got, tt.want) {
+			if got := keysOf(resp.Kvs); !slices.Equal(got, tt.want) {
 				t.Fatalf("keys = %q, want %q", got, tt.want)
 			}
 			if resp.Count != 4 || !resp.More {
@@ -292,7 +292,7 @@ func TestRangeRevisionFilters(t *testing.T) {
 			req := tt.req
 			req.Key, req.RangeEnd = []byte{0}, []byte{0}
 			resp := h.rng(&req)
-			if got := keysOf(resp.Kvs); !equalStrings(got, tt.want) {
+			if got := keysOf(resp.Kvs); !slices.Equal(got, tt.want) {
 				t.Fatalf("keys = %q, want %q", got, tt.want)
 			}
 			// etcd counts before filtering.
@@ -331,7 +331,7 @@ func TestRangeHistorical(t *testing.T) {
 		for _, kv := range resp.Kvs {
 			got = append(got, kvStr(kv))
 		}
-		if !equalStrings(got, tt.want) || resp.Count != int64(len(tt.want)) {
+		if !slices.Equal(got, tt.want) || resp.Count != int64(len(tt.want)) {
 			t.Errorf("rev %d: %q (count %d), want %q", tt.rev, got, resp.Count, tt.want)
 		}
 		// Single-key reads of the deleted key at history.
@@ -399,7 +399,7 @@ func TestRangeBinaryAndMixedCaseKeysSortBytewise(t *testing.T) {
 	slices.SortFunc(want, func(a, b string) int { return bytes.Compare([]byte(a), []byte(b)) })
 
 	got := keysOf(h.rng(&pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}).Kvs)
-	if !equalStrings(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("full range not in byte order:\n got %q\nwant %q", got, want)
 	}
 	// Spot checks that do not rely on the library sort.
@@ -417,17 +417,17 @@ func TestRangeBinaryAndMixedCaseKeysSortBytewise(t *testing.T) {
 		t.Fatalf("get ROUTE1 = %s, want missing", kvStr(kv))
 	}
 	// Prefix over high bytes: [\xff, \xff\xff) holds only \xff.
-	if got := keysOf(h.rng(&pb.RangeRequest{Key: []byte{0xff}, RangeEnd: []byte{0xff, 0xff}}).Kvs); !equalStrings(got, []string{"\xff"}) {
+	if got := keysOf(h.rng(&pb.RangeRequest{Key: []byte{0xff}, RangeEnd: []byte{0xff, 0xff}}).Kvs); !slices.Equal(got, []string{"\xff"}) {
 		t.Fatalf("[\\xff, \\xff\\xff) = %q", got)
 	}
 	// Prefix "R" is [R, S).
-	if got := keysOf(h.rng(&pb.RangeRequest{Key: []byte("R"), RangeEnd: []byte("S")}).Kvs); !equalStrings(got, []string{"R", "ROUTE2", "Route1"}) {
+	if got := keysOf(h.rng(&pb.RangeRequest{Key: []byte("R"), RangeEnd: []byte("S")}).Kvs); !slices.Equal(got, []string{"R", "ROUTE2", "Route1"}) {
 		t.Fatalf("prefix R = %q", got)
 	}
 	// Descending key sort is the exact reverse.
 	desc := keysOf(h.rng(&pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, SortOrder: pb.RangeRequest_DESCEND}).Kvs)
 	slices.Reverse(desc)
-	if !equalStrings(desc, want) {
+	if !slices.Equal(desc, want) {
 		t.Fatalf("descending key sort is not the reverse of ascending")
 	}
 }
@@ -472,7 +472,7 @@ func TestDeleteRange(t *testing.T) {
 			}
 			h.wantRev(wantRev)
 			if tt.prevKV {
-				if got := keysOf(resp.PrevKvs); !equalStrings(got, tt.wantDeleted) {
+				if got := keysOf(resp.PrevKvs); !slices.Equal(got, tt.wantDeleted) {
 					t.Fatalf("prev_kvs keys %q, want %q", got, tt.wantDeleted)
 				}
 				for _, kv := range resp.PrevKvs {
@@ -483,7 +483,7 @@ func TestDeleteRange(t *testing.T) {
 			} else if len(resp.PrevKvs) != 0 {
 				t.Fatalf("prev_kvs without prev_kv: %s", kvsStr(resp.PrevKvs))
 			}
-			if got := keysOf(h.all(0)); !equalStrings(got, tt.wantLeft) {
+			if got := keysOf(h.all(0)); !slices.Equal(got, tt.wantLeft) {
 				t.Fatalf("left %q, want %q", got, tt.wantLeft)
 			}
 			if h.s.KeyCount() != len(tt.wantLeft) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -320,7 +321,7 @@ func TestDeterminismAndSnapshotRestore(t *testing.T) {
 		if len(wa) == 0 && start <= rev-10 {
 			t.Fatalf("watch from %d saw nothing", start)
 		}
-		if !equalStrings(wa, wc) {
+		if !slices.Equal(wa, wc) {
 			t.Fatalf("watch from %d differs after restore:\n%s", start, firstDiff(strings.Join(wa, "\n"), strings.Join(wc, "\n")))
 		}
 	}

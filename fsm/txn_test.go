@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -324,7 +325,7 @@ func TestTxnSeesItsOwnWrites(t *testing.T) {
 		for _, kv := range rr.Kvs {
 			got = append(got, string(kv.Key)+"="+string(kv.Value))
 		}
-		if rr.Header.Revision != e.header || !equalStrings(got, e.kvs) || rr.Count != e.count {
+		if rr.Header.Revision != e.header || !slices.Equal(got, e.kvs) || rr.Count != e.count {
 			t.Errorf("op %d: header %d kvs %q count %d, want %d %q %d", i, rr.Header.Revision, got, rr.Count, e.header, e.kvs, e.count)
 		}
 	}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -102,7 +103,7 @@ func TestWatchReplay(t *testing.T) {
 				if len(msgs) != 1 || msgs[0].WatchID != id || msgs[0].Revision != 7 || msgs[0].CompactRevision != 0 {
 					t.Fatalf("messages %+v, want one for %d at revision 7", msgs, id)
 				}
-				if got := evsStr(msgs[0].Events); !equalStrings(got, tt.want) {
+				if got := evsStr(msgs[0].Events); !slices.Equal(got, tt.want) {
 					t.Fatalf("events\n got %q\nwant %q", got, tt.want)
 				}
 			}
@@ -164,7 +165,7 @@ func TestWatchSingleKeyVsPrefix(t *testing.T) {
 		for _, ev := range evs[id] {
 			got = append(got, string(ev.Kv.Key))
 		}
-		if !equalStrings(got, want[name]) {
+		if !slices.Equal(got, want[name]) {
 			t.Errorf("%s: keys %q, want %q", name, got, want[name])
 		}
 	}
@@ -224,7 +225,7 @@ func TestWatchIDs(t *testing.T) {
 	for _, m := range msgs {
 		got = append(got, m.WatchID)
 	}
-	if !equalInt64s(got, []int64{1, 2, 3, 4, 5, 6, 10}) {
+	if !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6, 10}) {
 		t.Fatalf("message order %v", got)
 	}
 }
@@ -392,7 +393,7 @@ func TestWatchFutureStartRevision(t *testing.T) {
 		t.Fatalf("messages %+v", msgs)
 	}
 	want := []string{putEv("k", "5", 2, 5, 4), putEv("k", "6", 2, 6, 5)}
-	if got := evsStr(msgs[0].Events); !equalStrings(got, want) {
+	if got := evsStr(msgs[0].Events); !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 }
@@ -414,7 +415,7 @@ func TestWatchSyncedDelivery(t *testing.T) {
 		t.Fatalf("messages %+v (read to %d)", msgs, rev)
 	}
 	want := []string{withPrev(putEv("a", "4", 7, 8, 2), "a", "3", 7, 7, 1)}
-	if got := evsStr(msgs[0].Events); !equalStrings(got, want) {
+	if got := evsStr(msgs[0].Events); !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 }
@@ -637,7 +638,7 @@ func TestWatchDistinctBinaryRangesOnOneStream(t *testing.T) {
 			}
 			got = append(got, s)
 		}
-		if !equalStrings(got, w) {
+		if !slices.Equal(got, w) {
 			t.Errorf("watcher %d: %q, want %q", id, got, w)
 		}
 	}

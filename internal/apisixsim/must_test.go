@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -520,17 +521,17 @@ func TestWireMUST(t *testing.T) {
 				w.put(p+s, s)
 			}
 			_, m := w.post("/v3/kv/range", map[string]any{"key": B64(p + "a"), "range_end": B64(p + "c")})
-			if got := keysOf(t, m); !equalStrings(got, []string{p + "a", p + "b", p + "b0"}) {
+			if got := keysOf(t, m); !slices.Equal(got, []string{p + "a", p + "b", p + "b0"}) {
 				t.Errorf("[a, c): %q", got)
 			}
 			_, m = w.post("/v3/kv/range", map[string]any{"key": B64(p + "b")})
-			if got := keysOf(t, m); !equalStrings(got, []string{p + "b"}) {
+			if got := keysOf(t, m); !slices.Equal(got, []string{p + "b"}) {
 				t.Errorf("exact get b: %q", got)
 			}
 			// The Admin GET trap: [k, k+1) returns k and longer keys; the
 			// exact one comes first.
 			_, m = w.post("/v3/kv/range", map[string]any{"key": B64(p + "b"), "range_end": B64(p + "c")})
-			if got := keysOf(t, m); !equalStrings(got, []string{p + "b", p + "b0"}) {
+			if got := keysOf(t, m); !slices.Equal(got, []string{p + "b", p + "b0"}) {
 				t.Errorf("[b, c): %q", got)
 			}
 		})
@@ -545,7 +546,7 @@ func TestWireMUST(t *testing.T) {
 				want[i] = p + id
 			}
 			sort.Strings(want) // Go compares strings byte-wise
-			if got := keysOf(t, m); !equalStrings(got, want) {
+			if got := keysOf(t, m); !slices.Equal(got, want) {
 				t.Errorf("order %q, want %q", got, want)
 			}
 		})
@@ -666,7 +667,7 @@ func TestWireMUST(t *testing.T) {
 		run("MUST 25 chunked, created at once", func(t *testing.T, w *wire, p string) {
 			begin := time.Now()
 			ww := openWatch(t, url, map[string]any{"key": B64(p), "range_end": B64(rangeEnd(p))})
-			if !equalStrings(ww.resp.TransferEncoding, []string{"chunked"}) {
+			if !slices.Equal(ww.resp.TransferEncoding, []string{"chunked"}) {
 				t.Errorf("Transfer-Encoding %v, want chunked", ww.resp.TransferEncoding)
 			}
 			m := ww.next(2 * time.Second)
@@ -699,7 +700,7 @@ func TestWireMUST(t *testing.T) {
 			ww := openWatch(t, url, map[string]any{"key": B64(p), "range_end": B64(rangeEnd(p)), "start_revision": r1})
 			_, evs := ww.collectEvents(4, 3*time.Second)
 			want := []string{"PUT a 1", "PUT a 2", "DELETE a", "PUT b 3"}
-			if got := describe(t, evs, p); !equalStrings(got, want) {
+			if got := describe(t, evs, p); !slices.Equal(got, want) {
 				t.Errorf("replay %q, want %q", got, want)
 			}
 			if mr := i64(t, evs[2], "kv.mod_revision"); mr != rd {
@@ -884,16 +885,4 @@ func describe(t *testing.T, evs []any, p string) []string {
 		out = append(out, "PUT "+k+" "+string(vb))
 	}
 	return out
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
