@@ -15,6 +15,4 @@ var (
 	ErrAhead = errors.New("sqlsink: database is ahead of this member's state")
 	// ErrClusterMismatch: the database belongs to another cluster.
 	ErrClusterMismatch = errors.New("sqlsink: database belongs to another cluster")
-	// ErrClosed: the sink was closed.
-	ErrClosed = errors.New("sqlsink: closed")
 )
