@@ -34,6 +34,12 @@ type Meta struct {
 	// Leaving is set just before a graceful leave, so that the others can
 	// tell a member that left from one that failed.
 	Leaving bool `json:"leaving,omitempty"`
+	// ClusterID (hex) is set once the member belongs to a formed cluster;
+	// a new member seeing it joins that cluster instead of forming one.
+	ClusterID string `json:"cluster,omitempty"`
+	// Nonce is random per start; members forming a cluster together
+	// derive its ID from their names and nonces.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // State is what gossip knows of a member.
@@ -192,6 +198,14 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	c.metaMu.Unlock()
 	err := c.ml.UpdateNode(timeout)
 	return errors.Join(err, c.ml.Leave(timeout), c.ml.Shutdown())
+}
+
+// UpdateMeta changes what this member says about itself and spreads it.
+func (c *Cluster) UpdateMeta(update func(*Meta), timeout time.Duration) error {
+	c.metaMu.Lock()
+	update(&c.meta)
+	c.metaMu.Unlock()
+	return c.ml.UpdateNode(timeout)
 }
 
 // Close stops gossip without a goodbye (others will see it fail).

@@ -11,4 +11,6 @@ var (
 	ErrRequestTooLarge = rpc.ErrRequestTooLarge
 	ErrStopped         = rpc.ErrStopped
 	ErrUnavailable     = rpc.ErrUnavailable
+	ErrMemberNotFound  = rpc.ErrMemberNotFound
+	ErrLeaderChanged   = rpc.ErrLeaderChanged
 )

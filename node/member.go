@@ -87,8 +87,20 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 // Done yields the client server's error if it stops on its own.
 func (m *Member) Done() <-chan error { return m.served }
 
-// Close stops serving clients, then stops the node.
+// Close hands leadership over, stops serving clients (watch streams end,
+// so clients resume elsewhere from their last revision), then stops the
+// node.
 func (m *Member) Close() error {
+	m.Node.handOver()
+	m.Server.Close()
+	m.listener.Close()
+	return m.Node.Close()
+}
+
+// Crash stops the member without handing leadership over or saying
+// goodbye in gossip: what the others see when its process dies. Tests use
+// it.
+func (m *Member) Crash() error {
 	m.Server.Close()
 	m.listener.Close()
 	return m.Node.Close()

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"go.etcd.io/bbolt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/etcdsql/etcdsql/cluster"
 	"github.com/etcdsql/etcdsql/fsm"
 	"github.com/etcdsql/etcdsql/sqlsink"
 )
@@ -42,6 +44,13 @@ type Config struct {
 	ClientURLs []string
 	// PeerURLs are the advertised peer URLs (for Cluster.MemberList).
 	PeerURLs []string
+	// PeerTLS, if set, secures the peer port (raft and the internal
+	// service) both ways: it serves as the server's and the client's
+	// configuration, so give it certificates and a CA pool for mTLS.
+	PeerTLS *tls.Config
+	// PeerDialer dials another member's peer port; nil dials TCP. Tests
+	// inject network faults here.
+	PeerDialer func(ctx context.Context, addr string) (net.Conn, error)
 
 	// MaxRequestBytes bounds an encoded request (etcd's --max-request-bytes).
 	MaxRequestBytes int
@@ -59,6 +68,22 @@ type Config struct {
 	// AutoCompaction compacts old revisions automatically (off when its
 	// Mode is empty).
 	AutoCompaction AutoCompaction
+
+	// Gossip, if set, runs memberlist discovery (its Name, addresses and
+	// role are filled in from this config). Without it the member is
+	// alone.
+	Gossip *cluster.Config
+	// BootstrapExpect is how many voters, seen in gossip, form a new
+	// cluster together. 0 or 1 with no gossip join addresses: a member
+	// without raft state bootstraps alone.
+	BootstrapExpect int
+	// Nonvoter members replicate and serve reads and watches but never
+	// vote or lead.
+	Nonvoter bool
+	// DeadServerCleanup, if positive, removes a member gossip has seen
+	// failed for that long; otherwise failed members stay until removed
+	// by an operator.
+	DeadServerCleanup time.Duration
 
 	FSM fsm.Config
 	// Sink configures the SQL system of record; nil runs without one.
@@ -138,9 +163,14 @@ type Node struct {
 	store     *fsm.Store
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
+	peer      *peerPort
 	logStore  *raftboltdb.BoltStore
 	lessor    *lessor
-	sink      *sqlsink.Sink // nil without a system of record
+	sink      *sqlsink.Sink    // nil without a system of record
+	gossip    *cluster.Cluster // nil without gossip (a lone member)
+
+	evictedMu sync.Mutex
+	evicted   map[string]time.Time // removed by an operator, on this leader
 
 	sinkMu     sync.Mutex
 	sinkCancel context.CancelFunc
@@ -149,8 +179,9 @@ type Node struct {
 	// or behind the store): it needs an operator.
 	sinkFatal atomic.Pointer[error]
 
-	clusterID uint64
+	clusterID atomic.Uint64
 	memberID  uint64
+	readIndex *coalescer
 
 	// ready is set once this member leads and has applied everything
 	// committed before its term: the no-op it commits first, at barrierIdx.
@@ -195,6 +226,7 @@ func New(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 	}
 	n.lessor = newLessor(store)
+	n.readIndex = newCoalescer(n.fetchReadIndex, cfg.RequestTimeout)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
@@ -213,6 +245,10 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	if err := n.startGossip(); err != nil {
+		n.closeStores()
+		return nil, err
+	}
 	if err := n.openRaft(); err != nil {
 		n.closeStores()
 		return nil, err
@@ -220,9 +256,10 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Registry != nil {
 		n.registerMetrics(cfg.Registry)
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.expireLeases()
+	go n.reconcileMembers()
 	if cfg.AutoCompaction.Mode != "" {
 		n.wg.Add(1)
 		go n.autoCompact()
@@ -276,29 +313,56 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: advertise peer address: %w", err)
 	}
-	n.transport, err = raft.NewTCPTransportWithLogger(n.cfg.PeerAddr, advAddr, 3, 10*time.Second, newHCLogger(n.baseLog.With("component", "raft"), "transport"))
+	n.peer, err = listenPeer(n.cfg.PeerAddr, n.cfg.PeerTLS, n.cfg.PeerDialer)
 	if err != nil {
 		return fmt.Errorf("node: listen on peer address %s: %w", n.cfg.PeerAddr, err)
 	}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{Listener: n.peer.raftL, advertise: advAddr, dial: n.peer.dial},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  newHCLogger(n.baseLog.With("component", "raft"), "transport"),
+	})
+	n.peer.serve(leaderSide{n})
 	has, err := raft.HasExistingState(n.logStore, n.logStore, snaps)
 	if err != nil {
 		return fmt.Errorf("node: inspect raft state: %w", err)
 	}
-	if err := n.adoptDatabase(has); err != nil {
+	// servers, when set, are who a new cluster is bootstrapped with.
+	var servers []raft.Server
+	switch {
+	case has:
+		err = n.adoptDatabase(true, 0)
+	case n.gossip == nil || (n.cfg.BootstrapExpect <= 1 && len(n.cfg.Gossip.Join) == 0):
+		if n.cfg.Nonvoter {
+			return errors.New("node: a non-voter cannot start a cluster: give it --join")
+		}
+		servers = []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(advertise)}}
+		err = n.adoptDatabase(false, 0)
+	default:
+		var f formation
+		if f, err = n.awaitFormation(); err != nil {
+			return err
+		}
+		if f.join {
+			err = n.adoptClusterID(f.clusterID)
+		} else {
+			servers = f.servers
+			err = n.adoptDatabase(false, f.clusterID)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	n.raft, err = raft.NewRaft(rc, raftFSM{n.store}, n.logStore, n.logStore, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
-	if !has {
-		conf := raft.Configuration{Servers: []raft.Server{{
-			Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(advertise),
-		}}}
-		if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+	if servers != nil {
+		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("node: bootstrap: %w", err)
 		}
-		n.log.Info("bootstrapped a new cluster", "cluster_id", strconv.FormatUint(n.clusterID, 16))
+		n.log.Info("bootstrapped a new cluster", "cluster_id", strconv.FormatUint(n.ClusterID(), 16), "servers", len(servers))
 	}
 	return nil
 }
@@ -306,8 +370,9 @@ func (n *Node) openRaft() error {
 // adoptDatabase settles the cluster ID with the system of record. A member
 // with no raft state over a database that holds data starts from that data
 // (same revisions, leases, compact revision) and joins its cluster; any
-// other member claims an unclaimed database or must match its cluster.
-func (n *Node) adoptDatabase(hasRaftState bool) error {
+// other member claims an unclaimed database or must match its cluster. A
+// new cluster's ID is fresh when members forming it agreed on one.
+func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) error {
 	idPath := filepath.Join(n.cfg.DataDir, "cluster_id")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -320,23 +385,61 @@ func (n *Node) adoptDatabase(hasRaftState bool) error {
 			if _, err := n.sink.LoadInto(ctx, n.store); err != nil {
 				return err
 			}
-			n.clusterID = st.ClusterID
 			n.log.Info("loaded state from the database", "rev", st.Revision, "compact_rev", st.CompactRev,
 				"cluster_id", strconv.FormatUint(st.ClusterID, 16))
-			return os.WriteFile(idPath, []byte(strconv.FormatUint(st.ClusterID, 16)+"\n"), 0o600)
+			// The loaded state is in no raft entry: members added later
+			// must get it from a snapshot, so the first leader compacts
+			// the whole log once.
+			if err := os.WriteFile(filepath.Join(n.cfg.DataDir, baseSnapshotFile), nil, 0o600); err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			return n.adoptClusterID(st.ClusterID)
 		}
 	}
-	id, err := loadOrCreateClusterID(idPath)
-	if err != nil {
-		return err
+	id := fresh
+	if id == 0 || hasRaftState {
+		var err error
+		if id, err = loadOrCreateClusterID(idPath); err != nil {
+			return err
+		}
 	}
-	n.clusterID = id
 	if n.sink != nil {
 		if err := n.sink.SetClusterID(ctx, id); err != nil {
 			return fmt.Errorf("node: %w: point the member at its own database, or remove its data dir to rebuild it from this one", err)
 		}
 	}
-	return nil
+	return n.adoptClusterID(id)
+}
+
+// baseSnapshotFile marks a store loaded from the database whose state no
+// raft snapshot holds yet.
+const baseSnapshotFile = "base-snapshot-pending"
+
+// snapshotBase makes the loaded state part of raft's own: a snapshot, and
+// no log entry left before it, so that a member added later starts from
+// the snapshot and not from an empty store.
+func (n *Node) snapshotBase() {
+	marker := filepath.Join(n.cfg.DataDir, baseSnapshotFile)
+	if _, err := os.Stat(marker); err != nil {
+		return
+	}
+	orig := n.raft.ReloadableConfig()
+	rc := orig
+	rc.TrailingLogs = 0
+	if err := n.raft.ReloadConfig(rc); err != nil {
+		n.log.Warn("snapshot of the loaded state", "err", err)
+		return
+	}
+	err := n.raft.Snapshot().Error()
+	if rerr := n.raft.ReloadConfig(orig); rerr != nil {
+		n.log.Warn("restore raft settings", "err", rerr)
+	}
+	if err != nil {
+		n.log.Warn("snapshot of the loaded state", "err", err)
+		return
+	}
+	os.Remove(marker)
+	n.log.Info("took a snapshot of the state loaded from the database")
 }
 
 func loadOrCreateClusterID(path string) (uint64, error) {
@@ -393,6 +496,7 @@ func (n *Node) watchLeadership() {
 				continue
 			}
 			n.barrierIdx.Store(f.Index())
+			n.snapshotBase()
 			n.startSink()
 			n.lessor.promote()
 			n.setReady(true)
@@ -430,6 +534,30 @@ func (n *Node) waitReady(ctx context.Context) error {
 				return ErrNoLeader
 			}
 			return ErrTimeout
+		}
+	}
+}
+
+// waitLeading waits until this member, leading, is ready; it fails with
+// ErrNotLeader as soon as it does not lead.
+func (n *Node) waitLeading(ctx context.Context) error {
+	for {
+		n.readyMu.Lock()
+		ch := n.readyCh
+		n.readyMu.Unlock()
+		if n.ready.Load() {
+			return nil
+		}
+		if n.raft.State() != raft.Leader {
+			return ErrNotLeader
+		}
+		select {
+		case <-ch:
+		case <-n.stop:
+			return ErrStopped
+		case <-ctx.Done():
+			return ErrTimeout
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
@@ -506,10 +634,16 @@ func (n *Node) closeStores() {
 	if n.transport != nil {
 		n.transport.Close()
 	}
+	if n.peer != nil {
+		n.peer.close()
+	}
 	if n.logStore != nil {
 		n.logStore.Close()
 	}
 	if n.sink != nil {
 		n.sink.Close()
+	}
+	if n.gossip != nil {
+		n.gossip.Close()
 	}
 }

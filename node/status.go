@@ -11,11 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/etcdsql/etcdsql/cluster"
 	"github.com/etcdsql/etcdsql/rpc"
 )
 
 // ClusterID returns the cluster's ID.
-func (n *Node) ClusterID() uint64 { return n.clusterID }
+func (n *Node) ClusterID() uint64 { return n.clusterID.Load() }
 
 // MemberID returns this member's ID.
 func (n *Node) MemberID() uint64 { return n.memberID }
@@ -77,6 +78,13 @@ func (n *Node) Members(ctx context.Context) ([]*pb.Member, error) {
 		if string(s.ID) == n.cfg.Name {
 			m.ClientURLs = n.cfg.ClientURLs
 			m.PeerURLs = n.cfg.PeerURLs
+		} else if g, ok := n.gossipMember(string(s.ID)); ok {
+			// A member gossip sees failed keeps its place but offers no
+			// client URL, so clients that sync endpoints leave it alone.
+			if g.State != cluster.StateFailed && g.State != cluster.StateLeft {
+				m.ClientURLs = g.Meta.ClientURLs
+			}
+			m.PeerURLs = g.Meta.PeerURLs
 		}
 		if len(m.PeerURLs) == 0 {
 			m.PeerURLs = []string{"http://" + string(s.Address)}
@@ -145,9 +153,48 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) {
 			func() float64 { return float64(n.raft.CommitIndex()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_raft_term", Help: "The current raft term."},
 			func() float64 { return float64(n.raft.CurrentTerm()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_cluster_failed_members", Help: "Members of the raft configuration that gossip sees failed."},
+			func() float64 { return float64(n.failedMembers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_cluster_voters", Help: "Voting members in the raft configuration."},
+			func() float64 { v, _ := n.configCounts(); return float64(v) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_cluster_nonvoters", Help: "Non-voting members in the raft configuration."},
+			func() float64 { _, nv := n.configCounts(); return float64(nv) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_mvcc_db_total_size_in_bytes", Help: "Size of the raft log database file."},
 			func() float64 { return float64(n.dbSize()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_debugging_mvcc_keys_total", Help: "Live keys in the store."},
 			func() float64 { return float64(n.store.KeyCount()) }),
 	)
 }
+
+func (n *Node) configCounts() (voters, nonvoters int) {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0, 0
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		} else {
+			nonvoters++
+		}
+	}
+	return voters, nonvoters
+}
+
+func (n *Node) failedMembers() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	failed := 0
+	for _, s := range f.Configuration().Servers {
+		if g, ok := n.gossipMember(string(s.ID)); ok && g.State == cluster.StateFailed {
+			failed++
+		}
+	}
+	return failed
+}
+
+// IsLeader reports whether this member leads and is ready to serve as
+// leader.
+func (n *Node) IsLeader() bool { return n.ready.Load() && n.raft.State() == raft.Leader }

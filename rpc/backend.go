@@ -19,6 +19,11 @@ var (
 	// ErrUnavailable: this member cannot take writes now (its storage is
 	// down); another member or a retry later may.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrMemberNotFound: no member has the ID asked for.
+	ErrMemberNotFound = errors.New("member not found")
+	// ErrLeaderChanged: leadership moved while the request was in flight;
+	// it may or may not have been applied.
+	ErrLeaderChanged = errors.New("leader changed")
 )
 
 // Backend is what the services need from a member. Implementations are
@@ -52,5 +57,6 @@ type Backend interface {
 	// or nil. Reads and watches are served either way.
 	SinkHealthy() error
 	Members(ctx context.Context) ([]*pb.Member, error)
+	MemberRemove(ctx context.Context, id uint64) error
 	Status(ctx context.Context) (*pb.StatusResponse, error)
 }

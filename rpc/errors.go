@@ -31,6 +31,8 @@ var grpcErrors = []struct {
 	{ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{ErrStopped, rpctypes.ErrGRPCStopped},
 	{ErrUnavailable, errGRPCUnavailable},
+	{ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
+	{ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
 }

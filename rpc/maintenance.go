@@ -76,8 +76,19 @@ func (c *clusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.Me
 	return nil, unimplemented("member add (start a node with --join instead)")
 }
 
-func (c *clusterServer) MemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	return nil, unimplemented("member remove")
+// MemberRemove removes a member from the raft configuration; it answers
+// with the members left, as etcd does.
+func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := c.s.b.MemberRemove(ctx, r.ID); err != nil {
+		return nil, togRPCError(err)
+	}
+	members, err := c.s.b.Members(ctx)
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	resp := &pb.MemberRemoveResponse{Header: &pb.ResponseHeader{}, Members: members}
+	c.s.fill(resp.Header)
+	return resp, nil
 }
 
 func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {

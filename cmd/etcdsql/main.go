@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gopkg.in/yaml.v3"
 
+	"github.com/etcdsql/etcdsql/cluster"
 	"github.com/etcdsql/etcdsql/node"
 	"github.com/etcdsql/etcdsql/rpc"
 	"github.com/etcdsql/etcdsql/sqlsink"
@@ -33,9 +34,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "check" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "check":
 		err = runCheck(ctx, os.Args[2:], os.Stdout)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "member":
+		err = runMember(ctx, os.Args[2:], os.Stdout)
+	default:
 		err = run(ctx, os.Args[1:], os.Stderr)
 	}
 	if err != nil {
@@ -66,6 +70,16 @@ type options struct {
 	sinkAck                string
 	autoCompactionMode     string
 	autoCompactionRet      string
+	gossipAddr             string
+	advertiseGossipAddr    string
+	join                   string
+	bootstrapExpect        int
+	role                   string
+	deadServerCleanup      time.Duration
+	leaveOnTerminate       bool
+	peerCertFile           string
+	peerKeyFile            string
+	peerTrustedCAFile      string
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -91,6 +105,16 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.autoCompactionRet, "auto-compaction-retention", "0",
 		"history to keep: a duration (\"72h\") or hours (\"1\") in periodic mode, a revision count in revision mode; 0 turns auto-compaction off")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the client port")
+	fs.StringVar(&o.gossipAddr, "gossip-addr", "", "host:port for membership gossip (TCP and UDP), e.g. 127.0.0.1:7946; empty: a lone member")
+	fs.StringVar(&o.advertiseGossipAddr, "advertise-gossip-addr", "", "gossip host:port the other members reach (default: --gossip-addr)")
+	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of members to join")
+	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "voters that form a new cluster together once they see each other in gossip")
+	fs.StringVar(&o.role, "role", "voter", "voter, or nonvoter: a read and watch replica that never votes")
+	fs.DurationVar(&o.deadServerCleanup, "dead-server-cleanup", 0, "remove a member that has been failed this long (0: only `etcdsql member remove` does)")
+	fs.BoolVar(&o.leaveOnTerminate, "leave-on-terminate", false, "on SIGTERM leave the cluster (removed from the raft configuration) instead of just stopping")
+	fs.StringVar(&o.peerCertFile, "peer-cert-file", "", "certificate of the peer port (raft and internal service); with the next two, mTLS between members")
+	fs.StringVar(&o.peerKeyFile, "peer-key-file", "", "key of --peer-cert-file")
+	fs.StringVar(&o.peerTrustedCAFile, "peer-trusted-ca-file", "", "CA bundle members' certificates are checked against")
 	return fs
 }
 
@@ -229,11 +253,33 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	}
 	nc.Logger = log
 	nc.Registry = reg
-	sc := sqlsink.DefaultConfig()
-	sc.MySQLDSN = o.mysqlDSN
-	sc.SQLitePath = filepath.Join(o.dataDir, "etcdsql.db")
-	sc.Ack = o.sinkAck
-	nc.Sink = &sc
+	if o.gossipAddr != "" {
+		gc := cluster.Config{BindAddr: o.gossipAddr, AdvertiseAddr: o.advertiseGossipAddr, Join: splitList(o.join), Logger: log}
+		nc.Gossip = &gc
+	} else if o.join != "" || o.bootstrapExpect > 1 {
+		return node.MemberConfig{}, errors.New("--join and --bootstrap-expect need --gossip-addr")
+	}
+	switch o.role {
+	case cluster.RoleVoter:
+	case cluster.RoleNonvoter:
+		nc.Nonvoter = true
+	default:
+		return node.MemberConfig{}, fmt.Errorf("--role: want voter or nonvoter, got %q", o.role)
+	}
+	nc.BootstrapExpect = o.bootstrapExpect
+	nc.DeadServerCleanup = o.deadServerCleanup
+	if nc.PeerTLS, err = peerTLS(o); err != nil {
+		return node.MemberConfig{}, err
+	}
+	// Every member of a cluster must write to the same database: a file
+	// of each member's own cannot be the system of record.
+	if o.mysqlDSN != "" || nc.Gossip == nil {
+		sc := sqlsink.DefaultConfig()
+		sc.MySQLDSN = o.mysqlDSN
+		sc.SQLitePath = filepath.Join(o.dataDir, "etcdsql.db")
+		sc.Ack = o.sinkAck
+		nc.Sink = &sc
+	}
 
 	rc := rpc.DefaultConfig()
 	rc.MaxRequestBytes = o.maxRequestBytes
@@ -289,19 +335,42 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	database := "none (a cluster without --mysql-dsn keeps no SQL system of record)"
+	if mc.Node.Sink != nil {
+		database = mc.Node.Sink.Redacted()
+	}
 	log.Info("starting etcdsql", "version", version, "name", o.name, "data_dir", o.dataDir,
 		"listen_client_urls", o.listenClientURLs, "advertise_client_urls", mc.Node.ClientURLs,
 		"listen_peer_urls", o.listenPeerURLs, "election_timeout_ms", o.electionTimeoutMs,
 		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount,
-		"database", mc.Node.Sink.Redacted(), "sink_ack", o.sinkAck)
-	m, err := node.StartMember(mc)
-	if err != nil {
-		return err
+		"database", database, "sink_ack", o.sinkAck, "gossip_addr", o.gossipAddr, "join", o.join,
+		"bootstrap_expect", o.bootstrapExpect, "role", o.role)
+	// A member forming a cluster waits for the others before it serves;
+	// a signal meanwhile stops it.
+	started := make(chan error, 1)
+	var m *node.Member
+	go func() {
+		var err error
+		m, err = node.StartMember(mc)
+		started <- err
+	}()
+	select {
+	case err := <-started:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return errors.New("interrupted while starting")
 	}
 	log.Info("serving clients", "address", m.ClientAddr)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+		if o.leaveOnTerminate {
+			if err := m.Node.Leave(10 * time.Second); err != nil {
+				log.Warn("leaving the cluster", "err", err)
+			}
+		}
 	case err := <-m.Done():
 		log.Error("client server stopped", "err", err)
 	}

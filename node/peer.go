@@ -1,0 +1,149 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/soheilhy/cmux"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/etcdsql/etcdsql/rpc"
+)
+
+// The peer port carries two protocols: raft's, whose connections start
+// with a message type byte (0-4), and the internal gRPC service, whose
+// connections start with HTTP/2's preface ("PRI * HTTP/2.0"). With TLS
+// both run inside it.
+type peerPort struct {
+	base   net.Listener
+	mux    cmux.CMux
+	raftL  net.Listener
+	grpcL  net.Listener
+	server *grpc.Server
+	dial   func(ctx context.Context, addr string) (net.Conn, error)
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+	done  chan struct{}
+}
+
+func listenPeer(addr string, tlsCfg *tls.Config, dialer func(ctx context.Context, addr string) (net.Conn, error)) (*peerPort, error) {
+	base, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	l := base
+	if tlsCfg != nil {
+		l = tls.NewListener(base, tlsCfg)
+	}
+	if dialer == nil {
+		var d net.Dialer
+		dialer = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	dial := dialer
+	if tlsCfg != nil {
+		dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := dialer(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			cfg := tlsCfg.Clone()
+			if cfg.ServerName == "" {
+				cfg.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			tc := tls.Client(c, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return tc, nil
+		}
+	}
+	m := cmux.New(l)
+	m.SetReadTimeout(10 * time.Second)
+	p := &peerPort{
+		base:  base,
+		mux:   m,
+		raftL: m.Match(isRaftConn),
+		grpcL: m.Match(cmux.Any()),
+		dial:  dial,
+		conns: map[string]*grpc.ClientConn{},
+		done:  make(chan struct{}),
+	}
+	return p, nil
+}
+
+func isRaftConn(r io.Reader) bool {
+	var b [1]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return false
+	}
+	return b[0] != 'P'
+}
+
+// serve answers the internal service and starts routing connections.
+func (p *peerPort) serve(b rpc.PeerBackend) {
+	p.server = rpc.NewPeerServer(b)
+	go p.server.Serve(p.grpcL)
+	go func() {
+		defer close(p.done)
+		p.mux.Serve()
+	}()
+}
+
+// client returns a client of the member whose peer port is addr; the
+// connection is kept for later calls.
+func (p *peerPort) client(addr string) (*rpc.PeerClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[addr]; ok {
+		return rpc.NewPeerClient(cc), nil
+	}
+	opts := append(rpc.PeerDialOptions(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS, if any, is in dial
+		grpc.WithContextDialer(p.dial))
+	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("node: peer %s: %w", addr, err)
+	}
+	p.conns[addr] = cc
+	return rpc.NewPeerClient(cc), nil
+}
+
+func (p *peerPort) close() {
+	p.mu.Lock()
+	for addr, cc := range p.conns {
+		cc.Close()
+		delete(p.conns, addr)
+	}
+	p.mu.Unlock()
+	if p.server != nil {
+		p.server.Stop()
+	}
+	p.mux.Close()
+	p.base.Close()
+}
+
+// streamLayer gives raft its share of the peer port.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+	dial      func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+var _ raft.StreamLayer = (*streamLayer)(nil)
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dial(ctx, string(addr))
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }

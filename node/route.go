@@ -1,0 +1,383 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/etcdsql/etcdsql/fsm"
+	"github.com/etcdsql/etcdsql/rpc"
+	"github.com/etcdsql/etcdsql/sqlsink"
+)
+
+// Writes, lease calls and read indexes are answered by the leader. A
+// member that leads answers them itself (leaderSide); any other member
+// forwards them over the peer port's internal service, with the caller's
+// deadline. The leader's side never forwards again.
+
+// leaderBackend returns who answers for the leader: this member, or a
+// client of the leader's internal service. It waits, within ctx, for a
+// leader to be known.
+func (n *Node) leaderBackend(ctx context.Context) (rpc.PeerBackend, error) {
+	for {
+		if n.raft.State() == raft.Leader {
+			return leaderSide{n}, nil
+		}
+		if addr, id := n.raft.LeaderWithID(); id != "" && id != raft.ServerID(n.cfg.Name) {
+			return n.peer.client(string(addr))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ErrNoLeader
+		case <-n.stop:
+			return nil, ErrStopped
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// viaLeader runs call against the leader. A member that turned out not to
+// lead answered before proposing anything, so the call is retried with
+// whoever leads now until ctx ends.
+func viaLeader[T any](n *Node, ctx context.Context, call func(context.Context, rpc.PeerBackend) (T, error)) (T, error) {
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	for {
+		b, err := n.leaderBackend(ctx)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		resp, err := call(ctx, b)
+		if !errors.Is(err, ErrNotLeader) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, ErrNoLeader
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// write runs a write on the leader, then waits (within ctx) until this
+// member has applied its revision, so that a client reading from this
+// member afterwards, even serializably, sees its own write.
+func write[T interface{ GetHeader() *pb.ResponseHeader }](n *Node, ctx context.Context, call func(context.Context, rpc.PeerBackend) (T, error)) (T, error) {
+	resp, err := viaLeader(n, ctx, call)
+	if err == nil {
+		n.catchUp(ctx, resp.GetHeader().GetRevision())
+	}
+	return resp, err
+}
+
+func (n *Node) catchUp(ctx context.Context, rev int64) {
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	for {
+		ch := n.store.AppliedWait()
+		if n.store.Rev() >= rev {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// linearize returns once the local store reflects every write committed
+// before the call: the leader confirms it still leads and gives its commit
+// index, and the local store waits until it has applied it. Concurrent
+// callers share one round trip.
+func (n *Node) linearize(ctx context.Context) error {
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	idx, err := n.readIndex.do(ctx)
+	if err != nil {
+		return err
+	}
+	return n.waitApplied(ctx, idx)
+}
+
+// waitApplied waits until the local store has applied raft index idx.
+func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		ch := n.store.AppliedWait()
+		if n.store.AppliedIndex() >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ErrTimeout
+		case <-n.stop:
+			return ErrStopped
+		}
+	}
+}
+
+func (n *Node) fetchReadIndex(ctx context.Context) (uint64, error) {
+	return viaLeader(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (uint64, error) { return b.ReadIndex(ctx) })
+}
+
+// Range serves a range: linearizable unless r.Serializable.
+func (n *Node) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if !r.Serializable {
+		if err := n.linearize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return n.store.Range(r)
+}
+
+// Put replicates a put.
+func (n *Node) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	return write(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.PutResponse, error) { return b.Put(ctx, r) })
+}
+
+// DeleteRange replicates a delete.
+func (n *Node) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	return write(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.DeleteRangeResponse, error) {
+		return b.DeleteRange(ctx, r)
+	})
+}
+
+// Txn replicates a transaction; one without writes is answered locally
+// (after a linearizable wait unless every range in it is serializable).
+func (n *Node) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if fsm.IsTxnReadOnly(r) {
+		if !txnSerializable(r) {
+			if err := n.linearize(ctx); err != nil {
+				return nil, err
+			}
+		}
+		return n.store.TxnReadOnly(r)
+	}
+	return write(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.TxnResponse, error) { return b.Txn(ctx, r) })
+}
+
+func txnSerializable(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			switch v := op.Request.(type) {
+			case *pb.RequestOp_RequestRange:
+				if !v.RequestRange.Serializable {
+					return false
+				}
+			case *pb.RequestOp_RequestTxn:
+				if !txnSerializable(v.RequestTxn) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// Compact replicates a compaction.
+func (n *Node) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	return write(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.CompactionResponse, error) {
+		return b.Compact(ctx, r)
+	})
+}
+
+// LeaseGrant replicates a grant; the leader chooses an unused ID when
+// r.ID is 0.
+func (n *Node) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if r.TTL > fsm.MaxLeaseTTL {
+		return nil, fsm.ErrLeaseTTLTooLarge
+	}
+	return write(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.LeaseGrantResponse, error) {
+		return b.LeaseGrant(ctx, r)
+	})
+}
+
+// LeaseRevoke replicates a revoke.
+func (n *Node) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	return write(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.LeaseRevokeResponse, error) {
+		return b.LeaseRevoke(ctx, r)
+	})
+}
+
+// LeaseRenew restarts a lease's TTL on the leader (one keepalive) and
+// returns the TTL.
+func (n *Node) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	return viaLeader(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (int64, error) { return b.LeaseRenew(ctx, id) })
+}
+
+// LeaseTimeToLive reports a lease's granted and remaining TTL, which only
+// the leader knows.
+func (n *Node) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	return viaLeader(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.LeaseTimeToLiveResponse, error) {
+		return b.LeaseTimeToLive(ctx, r)
+	})
+}
+
+// LeaseLeases lists every lease.
+func (n *Node) LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, error) {
+	if err := n.linearize(ctx); err != nil {
+		return nil, err
+	}
+	resp := &pb.LeaseLeasesResponse{Header: &pb.ResponseHeader{Revision: n.store.Rev()}}
+	for _, l := range n.store.Leases() {
+		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: l.ID})
+	}
+	return resp, nil
+}
+
+// MemberRemove removes a member from the raft configuration.
+func (n *Node) MemberRemove(ctx context.Context, id uint64) error {
+	_, err := viaLeader(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (struct{}, error) {
+		return struct{}{}, b.MemberRemove(ctx, id)
+	})
+	return err
+}
+
+// leaderSide is this member answering as the leader, for its own clients
+// and for the other members. Each call fails with ErrNotLeader, before
+// anything is proposed, when this member does not lead.
+type leaderSide struct{ n *Node }
+
+var _ rpc.PeerBackend = leaderSide{}
+
+func (l leaderSide) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	res, err := l.n.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, err
+	}
+	return res.Put, res.Err
+}
+
+func (l leaderSide) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	res, err := l.n.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, err
+	}
+	return res.DeleteRange, res.Err
+}
+
+func (l leaderSide) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	res, err := l.n.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, err
+	}
+	return res.Txn, res.Err
+}
+
+// Compact never passes the database's high-water mark: history the
+// database lacks is kept until it has it.
+func (l leaderSide) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	n := l.n
+	if n.sink != nil && r.Revision > n.sink.SunkRevision() && r.Revision <= n.store.Rev() {
+		if err := n.waitLeading(ctx); err != nil {
+			return nil, err
+		}
+		ctx, cancel := n.requestContext(ctx)
+		defer cancel()
+		if err := n.sink.WaitRevision(ctx, r.Revision); errors.Is(err, sqlsink.ErrUnhealthy) {
+			return nil, ErrUnavailable
+		} else if err != nil {
+			return nil, ErrTimeout
+		}
+	}
+	res, err := n.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	return res.Compaction, res.Err
+}
+
+func (l leaderSide) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if r.TTL > fsm.MaxLeaseTTL {
+		return nil, fsm.ErrLeaseTTLTooLarge
+	}
+	req := *r
+	for req.ID == 0 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		req.ID = int64(binary.BigEndian.Uint64(b[:]) &^ (1 << 63))
+		if _, taken := l.n.store.Lease(req.ID, false); taken {
+			req.ID = 0
+		}
+	}
+	res, err := l.n.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: &req})
+	if err != nil {
+		return nil, err
+	}
+	return res.LeaseGrant, res.Err
+}
+
+func (l leaderSide) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	res, err := l.n.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
+	if err != nil {
+		return nil, err
+	}
+	return res.LeaseRevoke, res.Err
+}
+
+func (l leaderSide) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	ctx, cancel := l.n.requestContext(ctx)
+	defer cancel()
+	if err := l.n.waitLeading(ctx); err != nil {
+		return 0, err
+	}
+	return l.n.lessor.renew(id, time.Now())
+}
+
+func (l leaderSide) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	n := l.n
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	idx, err := l.ReadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.waitApplied(ctx, idx); err != nil {
+		return nil, err
+	}
+	info, ok := n.store.Lease(r.ID, r.Keys)
+	if !ok {
+		return nil, fsm.ErrLeaseNotFound
+	}
+	ttl, err := n.lessor.remaining(info, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.LeaseTimeToLiveResponse{
+		Header: &pb.ResponseHeader{Revision: n.store.Rev()}, ID: info.ID, TTL: ttl, GrantedTTL: info.TTL, Keys: info.Keys,
+	}, nil
+}
+
+// ReadIndex confirms this member still leads and returns its commit index.
+func (l leaderSide) ReadIndex(ctx context.Context) (uint64, error) {
+	n := l.n
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	if err := n.waitLeading(ctx); err != nil {
+		return 0, err
+	}
+	idx := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, ErrNotLeader
+	}
+	return max(idx, n.barrierIdx.Load()), nil
+}
+
+func (l leaderSide) MemberRemove(ctx context.Context, id uint64) error {
+	return l.n.removeMember(ctx, id)
+}
+
+func (l leaderSide) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	return l.n.Status(ctx)
+}

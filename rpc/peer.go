@@ -1,0 +1,187 @@
+package rpc
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// PeerBackend is what a member answers to the other members over the
+// internal service on the peer port: the leader's side of forwarded writes,
+// lease calls and read index. Its methods never forward again, so a request
+// crosses at most one hop: a member that is not the leader answers
+// ErrNotLeader and the caller looks for the leader anew.
+type PeerBackend interface {
+	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
+	DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error)
+	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
+	LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error)
+	LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error)
+	LeaseRenew(ctx context.Context, id int64) (int64, error)
+	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
+	// ReadIndex confirms leadership and returns the commit index a
+	// linearizable read must wait for.
+	ReadIndex(ctx context.Context) (uint64, error)
+	MemberRemove(ctx context.Context, id uint64) error
+	// Status reports this member's own progress (its applied index).
+	Status(ctx context.Context) (*pb.StatusResponse, error)
+}
+
+const peerService = "etcdsql.v1.Peer"
+
+// unaryMethod builds one method of the peer service from a typed handler.
+func unaryMethod[Req any, Resp any](name string, call func(PeerBackend, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
+	return grpc.MethodDesc{
+		MethodName: name,
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			req := new(Req)
+			if err := dec(req); err != nil {
+				return nil, err
+			}
+			resp, err := call(srv.(PeerBackend), ctx, req)
+			if err != nil {
+				return nil, togRPCError(err)
+			}
+			return resp, nil
+		},
+	}
+}
+
+var peerServiceDesc = grpc.ServiceDesc{
+	ServiceName: peerService,
+	HandlerType: (*PeerBackend)(nil),
+	Methods: []grpc.MethodDesc{
+		unaryMethod("Put", PeerBackend.Put),
+		unaryMethod("DeleteRange", PeerBackend.DeleteRange),
+		unaryMethod("Txn", PeerBackend.Txn),
+		unaryMethod("Compact", PeerBackend.Compact),
+		unaryMethod("LeaseGrant", PeerBackend.LeaseGrant),
+		unaryMethod("LeaseRevoke", PeerBackend.LeaseRevoke),
+		unaryMethod("LeaseRenew", func(b PeerBackend, ctx context.Context, r *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
+			ttl, err := b.LeaseRenew(ctx, r.ID)
+			if err != nil {
+				return nil, err
+			}
+			return &pb.LeaseKeepAliveResponse{ID: r.ID, TTL: ttl}, nil
+		}),
+		unaryMethod("LeaseTimeToLive", PeerBackend.LeaseTimeToLive),
+		unaryMethod("ReadIndex", func(b PeerBackend, ctx context.Context, _ *pb.StatusRequest) (*pb.ResponseHeader, error) {
+			idx, err := b.ReadIndex(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &pb.ResponseHeader{Revision: int64(idx)}, nil
+		}),
+		unaryMethod("MemberRemove", func(b PeerBackend, ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+			return &pb.MemberRemoveResponse{}, b.MemberRemove(ctx, r.ID)
+		}),
+		unaryMethod("Status", func(b PeerBackend, ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+			return b.Status(ctx)
+		}),
+	},
+	Metadata: "etcdsql/peer",
+}
+
+// NewPeerServer returns the gRPC server of the peer port's internal
+// service.
+func NewPeerServer(b PeerBackend, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts, grpc.ForceServerCodecV2(newCodec()))
+	s := grpc.NewServer(opts...)
+	s.RegisterService(&peerServiceDesc, b)
+	return s
+}
+
+// PeerDialOptions are the options a connection to another member's peer
+// service needs besides its transport.
+func PeerDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newCodec()))}
+}
+
+// PeerClient calls another member's internal service. Errors come back as
+// the Backend errors they were on the other side, so a forwarded call
+// fails exactly as a local one would.
+type PeerClient struct{ cc grpc.ClientConnInterface }
+
+// NewPeerClient wraps a connection made with PeerDialOptions.
+func NewPeerClient(cc grpc.ClientConnInterface) *PeerClient { return &PeerClient{cc: cc} }
+
+func peerCall[Resp any](ctx context.Context, c *PeerClient, method string, req any) (*Resp, error) {
+	resp := new(Resp)
+	if err := c.cc.Invoke(ctx, "/"+peerService+"/"+method, req, resp); err != nil {
+		return nil, fromGRPCError(err)
+	}
+	return resp, nil
+}
+
+func (c *PeerClient) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	return peerCall[pb.PutResponse](ctx, c, "Put", r)
+}
+
+func (c *PeerClient) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	return peerCall[pb.DeleteRangeResponse](ctx, c, "DeleteRange", r)
+}
+
+func (c *PeerClient) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return peerCall[pb.TxnResponse](ctx, c, "Txn", r)
+}
+
+func (c *PeerClient) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	return peerCall[pb.CompactionResponse](ctx, c, "Compact", r)
+}
+
+func (c *PeerClient) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	return peerCall[pb.LeaseGrantResponse](ctx, c, "LeaseGrant", r)
+}
+
+func (c *PeerClient) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	return peerCall[pb.LeaseRevokeResponse](ctx, c, "LeaseRevoke", r)
+}
+
+func (c *PeerClient) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	resp, err := peerCall[pb.LeaseKeepAliveResponse](ctx, c, "LeaseRenew", &pb.LeaseKeepAliveRequest{ID: id})
+	if err != nil {
+		return 0, err
+	}
+	return resp.TTL, nil
+}
+
+func (c *PeerClient) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	return peerCall[pb.LeaseTimeToLiveResponse](ctx, c, "LeaseTimeToLive", r)
+}
+
+func (c *PeerClient) ReadIndex(ctx context.Context) (uint64, error) {
+	resp, err := peerCall[pb.ResponseHeader](ctx, c, "ReadIndex", &pb.StatusRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return uint64(resp.Revision), nil
+}
+
+func (c *PeerClient) MemberRemove(ctx context.Context, id uint64) error {
+	_, err := peerCall[pb.MemberRemoveResponse](ctx, c, "MemberRemove", &pb.MemberRemoveRequest{ID: id})
+	return err
+}
+
+func (c *PeerClient) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	return peerCall[pb.StatusResponse](ctx, c, "Status", &pb.StatusRequest{})
+}
+
+// fromGRPCError turns an error etcd would return back into the Backend
+// error it stands for; others stay gRPC status errors, which the services
+// pass through unchanged. A call that never reached a member (no
+// connection) is ErrNoLeader: nothing was proposed.
+func fromGRPCError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	for _, e := range grpcErrors {
+		if g, _ := status.FromError(e.grpc); g.Code() == st.Code() && g.Message() == st.Message() {
+			return e.err
+		}
+	}
+	return err
+}
