@@ -198,3 +198,7 @@ func (n *Node) failedMembers() int {
 // IsLeader reports whether this member leads and is ready to serve as
 // leader.
 func (n *Node) IsLeader() bool { return n.ready.Load() && n.raft.State() == raft.Leader }
+
+// RaftStats returns raft's own counters (last_snapshot_index, num_peers,
+// ...), for tests and debugging.
+func (n *Node) RaftStats() map[string]string { return n.raft.Stats() }

@@ -1,0 +1,470 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcdsql/etcdsql/internal/mysqltest"
+	"github.com/etcdsql/etcdsql/internal/testcluster"
+	"github.com/etcdsql/etcdsql/node"
+)
+
+// watchLog is what one watcher saw.
+type watchLog struct {
+	member  int
+	events  []string // "rev type key value"
+	revs    []int64
+	headers []int64
+	err     error
+	last    atomic.Int64 // revision of the last event
+}
+
+// watchAll records every event under prefix from revision from on the
+// given client until ctx ends.
+func watchAll(ctx context.Context, cl *clientv3.Client, member int, prefix string, from int64) *watchLog {
+	l := &watchLog{member: member}
+	watchInto(ctx, cl, l, prefix, from)
+	return l
+}
+
+func watchInto(ctx context.Context, cl *clientv3.Client, l *watchLog, prefix string, from int64) {
+	for resp := range cl.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) {
+		if err := resp.Err(); err != nil {
+			l.err = err
+			continue
+		}
+		l.headers = append(l.headers, resp.Header.Revision)
+		for _, ev := range resp.Events {
+			l.revs = append(l.revs, ev.Kv.ModRevision)
+			l.events = append(l.events, fmt.Sprintf("%d %s %s %s", ev.Kv.ModRevision, ev.Type, ev.Kv.Key, ev.Kv.Value))
+			l.last.Store(ev.Kv.ModRevision)
+		}
+	}
+}
+
+// Acceptance (cluster 2, 3): watchers on every member during five leader
+// failovers each receive every revision exactly once, in order; no header
+// revision goes backwards; every member delivers the same events; then the
+// database and the members agree.
+func TestClusterWatchContinuityAcrossFailovers(t *testing.T) {
+	dsn := mysqltest.NewDatabase(t)
+	c := testcluster.Start(t, testcluster.Options{MySQLDSN: dsn})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start, err := c.Client().Put(ctx, "w/start", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := start.Header.Revision
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	var logs []*watchLog
+	var wwg sync.WaitGroup
+	for m := range c.Members {
+		for range 2 {
+			cl := c.Client(m)
+			l := &watchLog{member: m}
+			logs = append(logs, l)
+			wwg.Add(1)
+			go func() {
+				defer wwg.Done()
+				watchInto(wctx, cl, l, "w/", from)
+			}()
+		}
+	}
+
+	// Writers on all endpoints until the failovers are done.
+	wrCtx, stopWrites := context.WithCancel(ctx)
+	var acked sync.Map // revision -> value
+	var wg sync.WaitGroup
+	for w := range 2 {
+		cl := c.Client()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; wrCtx.Err() == nil; i++ {
+				v := fmt.Sprintf("%d-%d", w, i)
+				octx, cancel := context.WithTimeout(wrCtx, 2*time.Second)
+				resp, err := cl.Put(octx, fmt.Sprintf("w/%d/%d", w, i%50), v)
+				cancel()
+				if err == nil {
+					acked.Store(resp.Header.Revision, v)
+				} else {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	var leaders []int
+	for range 5 {
+		time.Sleep(500 * time.Millisecond)
+		leader := c.Leader(15 * time.Second)
+		leaders = append(leaders, leader)
+		c.Crash(leader)
+		c.Leader(15 * time.Second)
+		c.Restart(leader)
+	}
+	time.Sleep(500 * time.Millisecond)
+	stopWrites()
+	wg.Wait()
+	end, err := c.Client().Put(ctx, "w/end", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := end.Header.Revision
+
+	// Every watcher reaches the final revision.
+	deadline := time.Now().Add(30 * time.Second)
+	for !watchersReached(logs, final) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopWatch()
+	wwg.Wait()
+
+	nacked := 0
+	acked.Range(func(k, v any) bool { nacked++; return true })
+	t.Logf("leaders crashed: %v; revisions %d..%d, %d acknowledged writes, %d watchers", leaders, from, final, nacked, len(logs))
+	if nacked < 100 {
+		t.Fatalf("only %d acknowledged writes", nacked)
+	}
+	want := final - from + 1
+	for _, l := range logs {
+		if int64(len(l.revs)) != want {
+			t.Fatalf("watcher on member %d: %d events, want %d (revisions %d..%d)", l.member, len(l.revs), want, from, final)
+		}
+		for i, r := range l.revs {
+			if r != from+int64(i) {
+				t.Fatalf("watcher on member %d: event %d has revision %d, want %d", l.member, i, r, from+int64(i))
+			}
+		}
+		if !slices.IsSorted(l.headers) {
+			t.Fatalf("watcher on member %d: header revision went backwards", l.member)
+		}
+		if !slices.Equal(l.events, logs[0].events) {
+			t.Fatalf("watchers on members %d and %d saw different events", l.member, logs[0].member)
+		}
+	}
+	// Every acknowledged write is among them, with its value.
+	acked.Range(func(k, v any) bool {
+		rev := k.(int64)
+		ev := logs[0].events[rev-from]
+		if !strings.HasSuffix(ev, " "+v.(string)) {
+			t.Errorf("acknowledged write at revision %d (%s) is not what was watched: %s", rev, v, ev)
+		}
+		return true
+	})
+	checkClusterAgainstDatabase(t, c, dsn)
+}
+
+func watchersReached(logs []*watchLog, rev int64) bool {
+	for _, l := range logs {
+		if l.last.Load() < rev {
+			return false
+		}
+	}
+	return true
+}
+
+// Acceptance (cluster 4): across leader failovers a lease kept alive never
+// expires, and a lease left alone expires no earlier than its TTL and is
+// deleted exactly once.
+func TestClusterLeasesAcrossFailovers(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.Client()
+	kept, err := cl.Grant(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, err := cl.KeepAlive(ctx, kept.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range ka {
+		}
+	}()
+	if _, err := cl.Put(ctx, "lease/kept", "x", clientv3.WithLease(kept.ID)); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 4
+	granted := time.Now()
+	expiring, err := cl.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := cl.Put(ctx, "lease/expiring", "y", clientv3.WithLease(expiring.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	logs := make([]*watchLog, len(c.Members))
+	var wg sync.WaitGroup
+	for m := range c.Members {
+		wcl := c.Client(m)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			logs[m] = watchAll(wctx, wcl, m, "lease/", put.Header.Revision+1)
+		}()
+	}
+	// Two failovers within the TTL.
+	for range 2 {
+		leader := c.Leader(15 * time.Second)
+		c.Crash(leader)
+		c.Leader(15 * time.Second)
+		c.Restart(leader)
+	}
+	// Not before its TTL: still there just before it ends (a
+	// linearizable read).
+	if wait := time.Until(granted.Add(ttl*time.Second - 300*time.Millisecond)); wait > 0 {
+		time.Sleep(wait)
+	}
+	if g, err := c.Client().Get(ctx, "lease/expiring"); err != nil || len(g.Kvs) != 1 {
+		t.Fatalf("lease expired before its TTL (%v after the grant): %v %v", time.Since(granted), g, err)
+	}
+	// Gone some time after, once.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		g, err := c.Client().Get(ctx, "lease/expiring")
+		if err == nil && len(g.Kvs) == 0 {
+			t.Logf("expired %v after the grant (TTL %ds, 2 failovers)", time.Since(granted).Round(10*time.Millisecond), ttl)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease never expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // time for a second delete, were there one
+	stopWatch()
+	wg.Wait()
+	for m, l := range logs {
+		deletes := 0
+		for _, ev := range l.events {
+			if strings.Contains(ev, " DELETE lease/kept") {
+				t.Fatalf("member %d: the kept-alive lease expired: %s", m, ev)
+			}
+			if strings.Contains(ev, " DELETE lease/expiring") {
+				deletes++
+			}
+		}
+		if deletes != 1 {
+			t.Fatalf("member %d: %d deletes of the expired key, want 1 (%v)", m, deletes, l.events)
+		}
+	}
+	if g, err := c.Client().Get(ctx, "lease/kept"); err != nil || len(g.Kvs) != 1 {
+		t.Fatalf("kept-alive key: %v %v", g, err)
+	}
+}
+
+// Acceptance (cluster 5): clientv3 given one endpoint learns all three by
+// auto-sync; etcdctl's member list and endpoint status --cluster show the
+// three members and the leader.
+func TestClusterMembersForClients(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Members[0].URL}, AutoSyncInterval: 200 * time.Millisecond,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	want := c.Endpoints()
+	sort.Strings(want)
+	for {
+		got := slices.Clone(cl.Endpoints())
+		sort.Strings(got)
+		if slices.Equal(got, want) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("auto-sync endpoints %v, want %v", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := cl.Put(ctx, "synced", "1"); err != nil {
+		t.Fatal(err)
+	}
+
+	etcdctl := requireEtcdctl(t)
+	checkEtcdctl := func(leader int) {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, etcdctl, "--endpoints", strings.Join(c.Endpoints(), ","), "member", "list", "-w", "json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("etcdctl member list: %v\n%s", err, out)
+		}
+		var ml struct {
+			Members []struct {
+				ID         uint64   `json:"ID"`
+				Name       string   `json:"name"`
+				ClientURLs []string `json:"clientURLs"`
+			} `json:"members"`
+		}
+		if err := json.Unmarshal(out, &ml); err != nil {
+			t.Fatalf("etcdctl member list: %v\n%s", err, out)
+		}
+		if len(ml.Members) != 3 {
+			t.Fatalf("etcdctl member list: %d members\n%s", len(ml.Members), out)
+		}
+		for _, m := range ml.Members {
+			i := slices.IndexFunc(c.Members, func(x *testcluster.Member) bool { return x.Name == m.Name })
+			if i < 0 || m.ID != node.MemberID(m.Name) || !slices.Equal(m.ClientURLs, []string{c.Members[i].URL}) {
+				t.Fatalf("etcdctl member list: unexpected member %+v\n%s", m, out)
+			}
+		}
+		out, err = exec.CommandContext(ctx, etcdctl, "--endpoints", c.Members[(leader+1)%3].URL, "endpoint", "status", "--cluster", "-w", "json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("etcdctl endpoint status --cluster: %v\n%s", err, out)
+		}
+		var st []struct {
+			Endpoint string `json:"Endpoint"`
+			Status   struct {
+				Header struct {
+					MemberID uint64 `json:"member_id"`
+				} `json:"header"`
+				Leader uint64 `json:"leader"`
+			} `json:"Status"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			t.Fatalf("etcdctl endpoint status: %v\n%s", err, out)
+		}
+		if len(st) != 3 {
+			t.Fatalf("etcdctl endpoint status --cluster: %d endpoints\n%s", len(st), out)
+		}
+		for _, s := range st {
+			if s.Status.Leader != node.MemberID(c.Members[leader].Name) {
+				t.Fatalf("endpoint %s reports leader %x, want %s\n%s", s.Endpoint, s.Status.Leader, c.Members[leader].Name, out)
+			}
+		}
+	}
+	leader := c.Leader(10 * time.Second)
+	checkEtcdctl(leader)
+	// After a failover and the old leader's return, the new leader.
+	c.Crash(leader)
+	newLeader := c.Leader(15 * time.Second)
+	c.Restart(leader)
+	c.Leader(15 * time.Second)
+	if l := c.Leader(15 * time.Second); l != newLeader {
+		newLeader = l
+	}
+	checkEtcdctl(newLeader)
+}
+
+func requireEtcdctl(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("etcdctl")
+	if err != nil {
+		t.Fatalf("etcdctl is not installed (apt-get install etcd-client): %v", err)
+	}
+	return p
+}
+
+// Acceptance (cluster 6): a fourth member started with --join and
+// --role nonvoter catches up by snapshot (the log it needs is truncated),
+// serves linearizable reads and watches, and is no voter: it never leads,
+// and without a majority of the voters nothing is written.
+func TestClusterNonvoterJoinsBySnapshot(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Configure: func(i int, mc *node.MemberConfig) {
+		mc.Node.SnapshotThreshold = 64
+		mc.Node.TrailingLogs = 32
+		mc.Node.SnapshotInterval = 50 * time.Millisecond
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.Client()
+	const keys = 500
+	for i := range keys {
+		if _, err := cl.Put(ctx, fmt.Sprintf("data/%04d", i), strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a snapshot and a truncated log
+	nv := c.Add(true)
+	ncl := c.Client(nv)
+	for {
+		g, err := ncl.Get(ctx, "data/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err == nil && g.Count == keys {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("non-voter did not catch up: %v %v", g, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stats := c.Running(nv).Node.RaftStats()
+	if idx, _ := strconv.Atoi(stats["last_snapshot_index"]); idx == 0 {
+		t.Fatalf("non-voter caught up without a snapshot: %v", stats)
+	}
+	// Watches on it see new writes.
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	wch := ncl.Watch(wctx, "data/new")
+	time.Sleep(100 * time.Millisecond)
+	if _, err := cl.Put(ctx, "data/new", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if resp := <-wch; len(resp.Events) != 1 || resp.Events[0].Type != mvccpb.PUT {
+		t.Fatalf("watch on the non-voter: %+v %v", resp, resp.Err())
+	}
+	ml, err := cl.MemberList(ctx)
+	if err != nil || len(ml.Members) != 4 {
+		t.Fatalf("member list: %v %v", ml, err)
+	}
+	for _, m := range ml.Members {
+		if m.IsLearner != (m.Name == c.Members[nv].Name) {
+			t.Fatalf("member %s: is_learner %v", m.Name, m.IsLearner)
+		}
+	}
+	// It never leads, and it does not make a quorum: with two of the
+	// three voters down, writes fail.
+	for range 2 {
+		leader := c.Leader(15 * time.Second)
+		if leader == nv {
+			t.Fatal("the non-voter leads")
+		}
+		c.Crash(leader)
+		if l := c.Leader(15 * time.Second); l == nv {
+			t.Fatal("the non-voter leads")
+		}
+		c.Restart(leader)
+	}
+	var down []int
+	for i := range 3 {
+		if len(down) < 2 {
+			c.Crash(i)
+			down = append(down, i)
+		}
+	}
+	wctx2, cancel2 := context.WithTimeout(ctx, 3*time.Second)
+	_, err = c.Client(nv).Put(wctx2, "data/no-quorum", "1")
+	cancel2()
+	if err == nil {
+		t.Fatal("a write succeeded with one voter of three and the non-voter")
+	}
+	if st, _ := c.Running(nv).Node.Status(ctx); st != nil && st.Leader == node.MemberID(c.Members[nv].Name) {
+		t.Fatal("the non-voter leads")
+	}
+	for _, i := range down {
+		c.Restart(i)
+	}
+	if _, err := c.Client(nv).Put(ctx, "data/quorum-back", "1"); err != nil {
+		t.Fatalf("write after the voters returned: %v", err)
+	}
+}
