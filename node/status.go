@@ -60,7 +60,9 @@ func (n *Node) startupCheck() error {
 
 // SinkHealthy reports whether the system of record takes writes.
 func (n *Node) SinkHealthy() error {
-	if n.sink == nil {
+	// Only the leader writes to the database; what the others last saw
+	// of it may be stale.
+	if n.sink == nil || !n.IsLeader() {
 		return nil
 	}
 	return n.sink.Healthy()

@@ -28,6 +28,10 @@ type Config struct {
 	// WatchProgressNotifyInterval is how often watchers that asked for
 	// progress notifications get one while idle (etcd's default: 10 min).
 	WatchProgressNotifyInterval time.Duration
+	// LeaderLossTimeout is how long a member may be without a leader
+	// before watch streams that require one (etcd's require-leader
+	// metadata) end with "no leader"; etcd uses three election timeouts.
+	LeaderLossTimeout time.Duration
 	// ShutdownTimeout bounds how long Close waits for unary calls.
 	ShutdownTimeout time.Duration
 	// MaxKeyBytes bounds the keys a put may write (0: no bound beyond the
@@ -47,6 +51,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes:             1572864,
 		WatchProgressNotifyInterval: 10 * time.Minute,
 		ShutdownTimeout:             2 * time.Second,
+		LeaderLossTimeout:           3 * time.Second,
 	}
 }
 

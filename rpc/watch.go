@@ -1,12 +1,15 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"io"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/etcdsql/etcdsql/fsm"
 )
@@ -32,6 +35,10 @@ type watchOpts struct {
 // client does after its one request) keeps receiving events.
 func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	ctx := stream.Context()
+	requireLeader := requiresLeader(ctx)
+	if requireLeader && w.s.b.Healthy() != nil {
+		return rpctypes.ErrGRPCNoLeader
+	}
 	ws := w.s.b.NewWatchStream()
 	w.s.metrics.watchStreams.Inc()
 	defer w.s.metrics.watchStreams.Dec()
@@ -59,8 +66,25 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	st := &watchStream{srv: w.s, stream: stream, ws: ws, opts: make(map[int64]*watchOpts)}
 	tick := time.NewTicker(w.s.cfg.WatchProgressNotifyInterval)
 	defer tick.Stop()
+	var leaderCheck <-chan time.Time
+	var leaderLost time.Time
+	if requireLeader {
+		t := time.NewTicker(leaderCheckInterval(w.s.cfg.LeaderLossTimeout))
+		defer t.Stop()
+		leaderCheck = t.C
+	}
 	for {
 		select {
+		case <-leaderCheck:
+			switch {
+			case w.s.b.Healthy() == nil:
+				leaderLost = time.Time{}
+			case leaderLost.IsZero():
+				leaderLost = time.Now()
+			case time.Since(leaderLost) >= w.s.cfg.LeaderLossTimeout:
+				return rpctypes.ErrGRPCNoLeader
+			}
+			continue
 		case req := <-reqs:
 			if err := st.handle(req); err != nil {
 				return err
@@ -270,4 +294,24 @@ func sendFragments(wr *pb.WatchResponse, limit int, send func(*pb.WatchResponse)
 		}
 	}
 	return nil
+}
+
+// requiresLeader reports etcd's require-leader metadata (clientv3's
+// WithRequireLeader): such a stream is refused, or ended, while the member
+// has no leader, so the client moves to a member that has one.
+func requiresLeader(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return false
+	}
+	for _, v := range md.Get(rpctypes.MetadataRequireLeaderKey) {
+		if v == rpctypes.MetadataHasLeader {
+			return true
+		}
+	}
+	return false
+}
+
+func leaderCheckInterval(timeout time.Duration) time.Duration {
+	return max(timeout/4, 10*time.Millisecond)
 }

@@ -284,6 +284,7 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	rc := rpc.DefaultConfig()
 	rc.MaxRequestBytes = o.maxRequestBytes
 	rc.WatchProgressNotifyInterval = o.progressNotifyInterval
+	rc.LeaderLossTimeout = 3 * nc.ElectionTimeout
 	rc.EnablePprof = o.enablePprof
 	rc.Logger = log
 	rc.Registry = reg

@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -467,4 +471,89 @@ func TestClusterNonvoterJoinsBySnapshot(t *testing.T) {
 	if _, err := c.Client(nv).Put(ctx, "data/quorum-back", "1"); err != nil {
 		t.Fatalf("write after the voters returned: %v", err)
 	}
+}
+
+// A member cut off from the others has no leader: /health answers 503 (a
+// load balancer drains it), and watch streams that require a leader are
+// refused or ended with etcd's "no leader"; healed, it is healthy again.
+func TestClusterMemberWithoutLeader(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := (c.Leader(10*time.Second) + 1) % 3
+	cl := c.Client(f)
+	rlCtx := clientv3.WithRequireLeader(ctx)
+	kept := cl.Watch(rlCtx, "x")
+	plain := cl.Watch(ctx, "x")
+	if code, _ := httpGet(t, c.Members[f].URL+"/health"); code != 200 {
+		t.Fatalf("/health before the partition: %d", code)
+	}
+	c.Isolate(f)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := httpGet(t, c.Members[f].URL+"/health")
+		if code == 503 && strings.Contains(body, "no leader") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/health of an isolated member: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case resp, ok := <-kept:
+		if ok && !errors.Is(resp.Err(), rpctypes.ErrNoLeader) {
+			t.Fatalf("require-leader watch: %+v %v", resp, resp.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("require-leader watch kept going without a leader")
+	}
+	again := cl.Watch(clientv3.WithRequireLeader(ctx), "x")
+	select {
+	case resp := <-again:
+		if !errors.Is(resp.Err(), rpctypes.ErrNoLeader) {
+			t.Fatalf("new require-leader watch: %+v %v", resp, resp.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("new require-leader watch accepted without a leader")
+	}
+	select {
+	case resp := <-plain:
+		t.Fatalf("plain watch ended: %+v %v", resp, resp.Err())
+	default:
+	}
+	c.Heal()
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		if code, _ := httpGet(t, c.Members[f].URL+"/health"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/health after healing stays unhealthy")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := c.Client().Put(ctx, "x", "1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-plain:
+		if len(resp.Events) != 1 {
+			t.Fatalf("plain watch after healing: %+v %v", resp, resp.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("plain watch saw nothing after healing")
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 3 * time.Second}
+	resp, err := hc.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -173,6 +173,7 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 		nc.Sink = &sc
 	}
 	rc := rpc.DefaultConfig()
+	rc.LeaderLossTimeout = 3 * nc.ElectionTimeout
 	m.cfg = node.MemberConfig{Node: nc, RPC: rc, ListenClientURL: m.URL}
 	if c.opts.Configure != nil {
 		c.opts.Configure(i, &m.cfg)
