@@ -323,7 +323,7 @@ func (n *Node) openRaft() error {
 		Timeout: 10 * time.Second,
 		Logger:  newHCLogger(n.baseLog.With("component", "raft"), "transport"),
 	})
-	n.peer.serve(leaderSide{n})
+	n.peer.route()
 	has, err := raft.HasExistingState(n.logStore, n.logStore, snaps)
 	if err != nil {
 		return fmt.Errorf("node: inspect raft state: %w", err)
@@ -358,6 +358,7 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
+	n.peer.serve(leaderSide{n})
 	if servers != nil {
 		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("node: bootstrap: %w", err)

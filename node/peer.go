@@ -88,14 +88,21 @@ func isRaftConn(r io.Reader) bool {
 	return b[0] != 'P'
 }
 
-// serve answers the internal service and starts routing connections.
-func (p *peerPort) serve(b rpc.PeerBackend) {
-	p.server = rpc.NewPeerServer(b)
-	go p.server.Serve(p.grpcL)
+// route starts handing connections to raft and the internal service;
+// the service's connections wait until serve.
+func (p *peerPort) route() {
 	go func() {
 		defer close(p.done)
 		p.mux.Serve()
 	}()
+}
+
+// serve answers the internal service (once raft runs).
+func (p *peerPort) serve(b rpc.PeerBackend) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.server = rpc.NewPeerServer(b)
+	go p.server.Serve(p.grpcL)
 }
 
 // client returns a client of the member whose peer port is addr; the
@@ -123,9 +130,10 @@ func (p *peerPort) close() {
 		cc.Close()
 		delete(p.conns, addr)
 	}
+	server := p.server
 	p.mu.Unlock()
-	if p.server != nil {
-		p.server.Stop()
+	if server != nil {
+		server.Stop()
 	}
 	p.mux.Close()
 	p.base.Close()

@@ -35,8 +35,17 @@ func runMember(ctx context.Context, args []string, out io.Writer) error {
 		return flag.ErrHelp
 	}
 	cmd := args[0]
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	// Flags may come before or after the member name.
+	var names []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		names = append(names, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
 	c, err := clientv3.New(clientv3.Config{Endpoints: splitList(*endpoints), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -73,10 +82,10 @@ func runMember(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return w.Flush()
 	case "remove":
-		if fs.NArg() != 1 {
+		if len(names) != 1 {
 			return errors.New("member remove: give the member's name")
 		}
-		name := fs.Arg(0)
+		name := names[0]
 		id := node.MemberID(name)
 		if _, err := c.MemberRemove(ctx, id); err != nil {
 			return fmt.Errorf("remove %s (%s): %w", name, strconv.FormatUint(id, 16), err)

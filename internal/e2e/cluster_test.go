@@ -557,3 +557,145 @@ func httpGet(t *testing.T, url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// members returns the member list as name -> is_learner, and names whose
+// client URLs are withheld (failed members).
+func members(t *testing.T, ctx context.Context, cl *clientv3.Client) (map[string]bool, []string) {
+	t.Helper()
+	ml, err := cl.MemberList(ctx)
+	if err != nil {
+		t.Fatalf("member list: %v", err)
+	}
+	out := map[string]bool{}
+	var failed []string
+	for _, m := range ml.Members {
+		out[m.Name] = m.IsLearner
+		if len(m.ClientURLs) == 0 {
+			failed = append(failed, m.Name)
+		}
+	}
+	return out, failed
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if ctx.Err() != nil {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Membership: a new voter joins as a non-voter and is promoted once caught
+// up; a graceful leave removes it; a crashed member is reported (no client
+// URL, a metric) but stays until `etcdsql member remove`.
+func TestClusterMembershipChanges(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.Client(0)
+	for i := range 200 {
+		if _, err := cl.Put(ctx, fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n4 := c.Add(false)
+	name4 := c.Members[n4].Name
+	waitFor(t, ctx, "the fourth member promoted to voter", func() bool {
+		ms, _ := members(t, ctx, cl)
+		learner, ok := ms[name4]
+		return ok && !learner
+	})
+	if g, err := c.Client(n4).Get(ctx, "k", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || g.Count != 200 {
+		t.Fatalf("fourth member: %v %v", g, err)
+	}
+
+	if err := c.Running(n4).Node.Leave(10 * time.Second); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	c.Stop(n4)
+	waitFor(t, ctx, "the member that left removed", func() bool {
+		ms, _ := members(t, ctx, cl)
+		_, ok := ms[name4]
+		return !ok && len(ms) == 3
+	})
+
+	c.Crash(1)
+	name2 := c.Members[1].Name
+	waitFor(t, ctx, "the crashed member reported", func() bool {
+		ms, failed := members(t, ctx, cl)
+		return len(ms) == 3 && slices.Equal(failed, []string{name2})
+	})
+	leader := c.Running(c.Leader(15 * time.Second))
+	if v := scrapeMetric(t, leader.ClientAddr, "etcdsql_cluster_failed_members"); v != 1 {
+		t.Fatalf("etcdsql_cluster_failed_members = %v, want 1", v)
+	}
+	// Still a member after a while: nothing removes it but an operator.
+	time.Sleep(2 * time.Second)
+	if ms, _ := members(t, ctx, cl); len(ms) != 3 {
+		t.Fatalf("the crashed member was removed without an operator: %v", ms)
+	}
+	out, err := runBinary(t, "member", "list", "--endpoints", c.Members[0].URL)
+	if err != nil || !strings.Contains(out, name2) || !strings.Contains(out, "failed") {
+		t.Fatalf("etcdsql member list: %v\n%s", err, out)
+	}
+	out, err = runBinary(t, "member", "remove", name2, "--endpoints", c.Members[0].URL)
+	if err != nil {
+		t.Fatalf("etcdsql member remove: %v\n%s", err, out)
+	}
+	if ms, _ := members(t, ctx, cl); len(ms) != 2 {
+		t.Fatalf("after member remove: %v", ms)
+	}
+	out, err = runBinary(t, "member", "remove", name2, "--endpoints", c.Members[0].URL)
+	if err == nil || !strings.Contains(out, "member not found") {
+		t.Fatalf("removing a removed member: %v\n%s", err, out)
+	}
+	if _, err := cl.Put(ctx, "after", "removal"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// --dead-server-cleanup removes a member failed for that long, while the
+// voters left are still three or more.
+func TestClusterDeadServerCleanup(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Configure: func(i int, mc *node.MemberConfig) {
+		mc.Node.DeadServerCleanup = time.Second
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.Client(0)
+	n4 := c.Add(false)
+	waitFor(t, ctx, "four voters", func() bool {
+		ms, _ := members(t, ctx, cl)
+		return len(ms) == 4 && !ms[c.Members[n4].Name]
+	})
+	c.Crash(n4)
+	waitFor(t, ctx, "the dead member removed", func() bool {
+		ms, _ := members(t, ctx, cl)
+		return len(ms) == 3
+	})
+	// Three voters left: one more failure is only reported.
+	c.Crash(2)
+	time.Sleep(4 * time.Second)
+	if ms, _ := members(t, ctx, cl); len(ms) != 3 {
+		t.Fatalf("cleanup went below three voters: %v", ms)
+	}
+}
+
+// scrapeMetric reads one unlabelled gauge from a member's /metrics.
+func scrapeMetric(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	_, body := httpGet(t, "http://"+addr+"/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %q", name, line)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
