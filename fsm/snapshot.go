@@ -190,6 +190,7 @@ func (s *Store) swapIn(fresh *Store, appliedIndex uint64) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
+	s.lastChange.Store(appliedIndex)
 	s.setApplied(appliedIndex)
 }
 

@@ -55,6 +55,7 @@ type Store struct {
 	changed      chan struct{} // closed and replaced whenever rev or compactRev moves
 
 	applied     atomic.Uint64
+	lastChange  atomic.Uint64 // index of the last entry that was not a no-op
 	appliedMu   sync.Mutex
 	appliedWait chan struct{} // closed and replaced after each Apply
 }
@@ -105,6 +106,8 @@ func (s *Store) Apply(idx uint64, data []byte) *Result {
 		res = &Result{}
 	} else if res = s.apply(idx, r); res == nil {
 		panic(fmt.Sprintf("fsm: apply index %d: unknown request %s", idx, r.String()))
+	} else {
+		s.lastChange.Store(idx)
 	}
 	s.setApplied(idx)
 	return res
@@ -146,6 +149,11 @@ func (s *Store) apply(idx uint64, r *pb.InternalRaftRequest) *Result {
 // AppliedIndex returns the raft index of the last applied entry. Safe for
 // concurrent use.
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// LastChangeIndex returns the raft index of the last applied entry that
+// was a request (no-ops and configuration changes are not): a read needs
+// the store to have applied that far, not further. Safe for concurrent use.
+func (s *Store) LastChangeIndex() uint64 { return s.lastChange.Load() }
 
 // AppliedWait returns a channel closed after the next Apply (or restore).
 // Read it, then check AppliedIndex, to wait without missing an update.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,8 +15,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/cluster"
+	"github.com/etcdsql/etcdsql/fsm"
 )
 
 // Membership: gossip (package cluster) tells every member who is around;
@@ -180,7 +183,11 @@ func (n *Node) reconcileMembers() {
 		case <-changed:
 		case <-time.After(time.Second):
 		}
-		if !n.ready.Load() || n.gossip == nil {
+		if !n.ready.Load() {
+			continue
+		}
+		n.hasPeers.Store(n.peerCount() > 0)
+		if n.gossip == nil {
 			continue
 		}
 		if err := n.reconcileOnce(failedSince); err != nil {
@@ -405,3 +412,31 @@ func (n *Node) handOver() {
 	}
 	n.log.Info("handed leadership over before stopping")
 }
+
+// nudge tells followers promptly that the leader's writes are committed.
+// Raft sends the commit index with the next AppendEntries; when no write
+// follows, that is only after raft's commit timeout (50 ms), and
+// followers' watchers, forwarded writes and reads would wait that long.
+// So when the leader applies a request and nothing else is in flight, it
+// first appends a no-op, whose AppendEntries carries the commit at once
+// (while the leader itself applies). Under load, entries in flight carry
+// it and no no-op is added. Called from the apply goroutine.
+func (n *Node) nudge(l *raft.Log) {
+	if !n.ready.Load() || !n.hasPeers.Load() || l.Type != raft.LogCommand || bytes.Equal(l.Data, noopEntry) {
+		return
+	}
+	if n.raft.LastIndex() > l.Index {
+		return
+	}
+	n.raft.Apply(noopEntry, 0) // its outcome does not matter
+}
+
+// noopEntry is the empty request: a new leader's first entry, and the
+// nudge.
+var noopEntry = func() []byte {
+	b, err := fsm.Encode(&pb.InternalRaftRequest{})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()

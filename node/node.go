@@ -22,7 +22,6 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/cluster"
 	"github.com/etcdsql/etcdsql/fsm"
@@ -182,6 +181,7 @@ type Node struct {
 	clusterID atomic.Uint64
 	memberID  uint64
 	readIndex *coalescer
+	hasPeers  atomic.Bool // the configuration has other members
 
 	// ready is set once this member leads and has applied everything
 	// committed before its term: the no-op it commits first, at barrierIdx.
@@ -354,7 +354,7 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return err
 	}
-	n.raft, err = raft.NewRaft(rc, raftFSM{n.store}, n.logStore, n.logStore, snaps, n.transport)
+	n.raft, err = raft.NewRaft(rc, raftFSM{n}, n.logStore, n.logStore, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
@@ -487,11 +487,8 @@ func (n *Node) watchLeadership() {
 			// everything committed in earlier terms is too, and its index
 			// is one the store itself records (raft's own no-op and
 			// barrier entries never reach the store).
-			noop, err := fsm.Encode(&pb.InternalRaftRequest{})
-			if err != nil {
-				panic(err)
-			}
-			f := n.raft.Apply(noop, n.cfg.RequestTimeout)
+			n.hasPeers.Store(n.peerCount() > 0)
+			f := n.raft.Apply(noopEntry, n.cfg.RequestTimeout)
 			if err := f.Error(); err != nil {
 				n.log.Warn("no-op after election failed", "err", err)
 				continue

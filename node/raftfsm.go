@@ -9,28 +9,31 @@ import (
 )
 
 // raftFSM adapts fsm.Store to raft.FSM. It stays thin: the store decides.
-type raftFSM struct{ store *fsm.Store }
+type raftFSM struct{ n *Node }
 
 var (
 	_ raft.FSM                = raftFSM{}
 	_ raft.ConfigurationStore = raftFSM{}
 )
 
-func (f raftFSM) Apply(l *raft.Log) interface{} { return f.store.Apply(l.Index, l.Data) }
+func (f raftFSM) Apply(l *raft.Log) interface{} {
+	f.n.nudge(l)
+	return f.n.store.Apply(l.Index, l.Data)
+}
 
 // StoreConfiguration moves the applied index over configuration entries so
 // that reads waiting on an index behind one do not wait forever.
 func (f raftFSM) StoreConfiguration(index uint64, _ raft.Configuration) {
-	f.store.SkipIndex(index)
+	f.n.store.SkipIndex(index)
 }
 
 func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	return fsmSnapshot{f.store.Snapshot()}, nil
+	return fsmSnapshot{f.n.store.Snapshot()}, nil
 }
 
 func (f raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.store.Restore(rc)
+	return f.n.store.Restore(rc)
 }
 
 type fsmSnapshot struct{ snap *fsm.Snapshot }

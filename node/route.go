@@ -359,7 +359,11 @@ func (l leaderSide) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRe
 	}, nil
 }
 
-// ReadIndex confirms this member still leads and returns its commit index.
+// ReadIndex confirms this member still leads and returns how far a read
+// must have applied: the last request among the entries committed before
+// the call. Raft's own entries after it (no-ops, configuration) change
+// nothing a read sees, and a follower may not learn of their commit at
+// once.
 func (l leaderSide) ReadIndex(ctx context.Context) (uint64, error) {
 	n := l.n
 	ctx, cancel := n.requestContext(ctx)
@@ -371,7 +375,10 @@ func (l leaderSide) ReadIndex(ctx context.Context) (uint64, error) {
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, ErrNotLeader
 	}
-	return max(idx, n.barrierIdx.Load()), nil
+	if err := n.waitApplied(ctx, idx); err != nil {
+		return 0, err
+	}
+	return n.store.LastChangeIndex(), nil
 }
 
 func (l leaderSide) MemberRemove(ctx context.Context, id uint64) error {

@@ -168,6 +168,11 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) {
 	)
 }
 
+func (n *Node) peerCount() int {
+	v, nv := n.configCounts()
+	return max(0, v+nv-1)
+}
+
 func (n *Node) configCounts() (voters, nonvoters int) {
 	f := n.raft.GetConfiguration()
 	if f.Error() != nil {

@@ -132,7 +132,8 @@ func (s *Server) fill(h *pb.ResponseHeader) {
 func (s *Server) Serve(l net.Listener) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := cmux.New(l)
-	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
+	// "application/grpc" and its "+proto" (or other codec) forms.
+	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldPrefixSendSettings("content-type", "application/grpc"))
 	httpL := m.Match(cmux.Any())
 
 	handler, gwConn, err := s.httpHandler(ctx, l.Addr().String())

@@ -1,0 +1,143 @@
+package testcluster
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcdsql/etcdsql/internal/testserver"
+)
+
+// Proc is one member run as a real etcdsql process.
+type Proc struct {
+	Name    string
+	URL     string
+	DataDir string
+	args    []string
+	cmd     *exec.Cmd
+	log     *os.File
+}
+
+// Procs is a cluster of etcdsql processes formed with --bootstrap-expect.
+type Procs struct {
+	t     testing.TB
+	bin   string
+	Procs []*Proc
+}
+
+// StartProcesses runs n members as processes on loopback, each with the
+// extra flags, and waits until they serve. They are killed when the test
+// ends. Logs go to <data dir>.log.
+func StartProcesses(t testing.TB, n int, extra ...string) *Procs {
+	t.Helper()
+	ps := &Procs{t: t, bin: testserver.Build(t)}
+	ports := freePorts(t, 3*n)
+	var join []string
+	for i := range n {
+		join = append(join, "127.0.0.1:"+strconv.Itoa(ports[3*i+2]))
+	}
+	for i := range n {
+		p := &Proc{
+			Name:    "n" + strconv.Itoa(i+1),
+			URL:     "http://127.0.0.1:" + strconv.Itoa(ports[3*i]),
+			DataDir: filepath.Join(t.TempDir(), "data"),
+		}
+		p.args = append([]string{
+			"--name", p.Name, "--data-dir", p.DataDir,
+			"--listen-client-urls", p.URL,
+			"--listen-peer-urls", "http://127.0.0.1:" + strconv.Itoa(ports[3*i+1]),
+			"--gossip-addr", join[i], "--join", joinList(join),
+			"--bootstrap-expect", strconv.Itoa(n), "--log-level", "warn",
+		}, extra...)
+		ps.Procs = append(ps.Procs, p)
+	}
+	t.Cleanup(ps.KillAll)
+	for i := range ps.Procs {
+		ps.start(i)
+	}
+	var wg sync.WaitGroup
+	for _, p := range ps.Procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			testserver.WaitReady(t, p.URL, 30*time.Second)
+		}()
+	}
+	wg.Wait()
+	return ps
+}
+
+func joinList(l []string) string {
+	s := ""
+	for i, a := range l {
+		if i > 0 {
+			s += ","
+		}
+		s += a
+	}
+	return s
+}
+
+func (ps *Procs) start(i int) {
+	p := ps.Procs[i]
+	logf, err := os.OpenFile(p.DataDir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		ps.t.Fatalf("log file: %v", err)
+	}
+	p.log = logf
+	p.cmd = exec.Command(ps.bin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		ps.t.Fatalf("start %s: %v", p.Name, err)
+	}
+}
+
+// Kill sends SIGKILL to member i and waits for it to be gone.
+func (ps *Procs) Kill(i int) {
+	p := ps.Procs[i]
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+	p.cmd = nil
+	p.log.Close()
+}
+
+// Restart starts a killed member i again and waits until it serves.
+func (ps *Procs) Restart(i int) {
+	ps.start(i)
+	testserver.WaitReady(ps.t, ps.Procs[i].URL, 30*time.Second)
+}
+
+// Pid returns member i's process ID (0 when stopped).
+func (ps *Procs) Pid(i int) int {
+	if ps.Procs[i].cmd == nil {
+		return 0
+	}
+	return ps.Procs[i].cmd.Process.Pid
+}
+
+// KillAll kills every member.
+func (ps *Procs) KillAll() {
+	for i := range ps.Procs {
+		ps.Kill(i)
+	}
+}
+
+// Endpoints returns the client URLs.
+func (ps *Procs) Endpoints() []string {
+	var out []string
+	for _, p := range ps.Procs {
+		out = append(out, p.URL)
+	}
+	return out
+}
+
+func (ps *Procs) String() string { return fmt.Sprint(ps.Endpoints()) }
