@@ -3,7 +3,7 @@ BIN      ?= bin/etcdsql
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 
-.PHONY: build run test test-race bench lint clean
+.PHONY: build run cluster test test-race bench lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/etcdsql
@@ -11,6 +11,10 @@ build:
 ## run: one node on localhost:2379 (client) and :2380 (raft), data in ./default.etcdsql
 run:
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/etcdsql --log-format text
+
+## cluster: three members on 127.0.0.1 (clients on 2379, 2389, 2399); MYSQL_DSN=... shares a database
+cluster: build
+	ETCDSQL_BIN=$(BIN) deploy/local-cluster.sh
 
 ## test: every test, then the race detector over the packages with concurrency
 test:
@@ -25,4 +29,4 @@ lint:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin default.etcdsql
+	rm -rf bin default.etcdsql cluster.etcdsql

@@ -172,6 +172,7 @@ func (n *Node) adoptClusterID(id uint64) error {
 func (n *Node) reconcileMembers() {
 	defer n.wg.Done()
 	failedSince := map[string]time.Time{}
+	var lastJoin time.Time
 	for {
 		var changed <-chan struct{}
 		if n.gossip != nil {
@@ -182,6 +183,12 @@ func (n *Node) reconcileMembers() {
 			return
 		case <-changed:
 		case <-time.After(time.Second):
+		}
+		// A member whose join found no one (the others were down) keeps
+		// trying, so that it is seen again once they are back.
+		if n.gossip != nil && len(n.cfg.Gossip.Join) > 0 && time.Since(lastJoin) > 10*time.Second && n.gossipAlive() < n.peerCount()+1 {
+			lastJoin = time.Now()
+			n.gossip.Join(n.cfg.Gossip.Join)
 		}
 		if !n.ready.Load() {
 			continue
@@ -428,7 +435,8 @@ func (n *Node) nudge(l *raft.Log) {
 	if n.raft.LastIndex() > l.Index {
 		return
 	}
-	n.raft.Apply(noopEntry, 0) // its outcome does not matter
+	// Bounded: the apply goroutine must never wait long on raft.
+	n.raft.Apply(noopEntry, 10*time.Millisecond) // its outcome does not matter
 }
 
 // noopEntry is the empty request: a new leader's first entry, and the
@@ -440,3 +448,14 @@ var noopEntry = func() []byte {
 	}
 	return b
 }()
+
+// gossipAlive counts the members gossip sees alive, this one included.
+func (n *Node) gossipAlive() int {
+	alive := 0
+	for _, m := range n.gossip.Members() {
+		if m.State == cluster.StateAlive {
+			alive++
+		}
+	}
+	return alive
+}

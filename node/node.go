@@ -598,9 +598,15 @@ func (n *Node) startSink() {
 	done := make(chan struct{})
 	n.sinkCancel, n.sinkDone = cancel, done
 	term := n.raft.CurrentTerm()
+	n.sinkFatal.Store(nil)
 	go func() {
 		defer close(done)
-		if err := n.sink.Run(ctx, n.store, term); err != nil {
+		err := n.sink.Run(ctx, n.store, term)
+		switch {
+		case err == nil:
+		case errors.Is(err, sqlsink.ErrFenced) && (n.raft.CurrentTerm() != term || n.raft.State() != raft.Leader):
+			n.log.Info("sink stopped: a newer leader writes to the database", "term", term)
+		default:
 			n.sinkFatal.Store(&err)
 			n.log.Error("sink stopped: writes are refused until it is fixed", "err", err)
 		}

@@ -42,8 +42,9 @@ func (n *Node) leaderBackend(ctx context.Context) (rpc.PeerBackend, error) {
 }
 
 // viaLeader runs call against the leader. A member that turned out not to
-// lead answered before proposing anything, so the call is retried with
-// whoever leads now until ctx ends.
+// lead answered before proposing anything, and a leader that could not be
+// reached got nothing, so the call is retried with whoever leads now until
+// ctx ends.
 func viaLeader[T any](n *Node, ctx context.Context, call func(context.Context, rpc.PeerBackend) (T, error)) (T, error) {
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
@@ -54,7 +55,7 @@ func viaLeader[T any](n *Node, ctx context.Context, call func(context.Context, r
 			return zero, err
 		}
 		resp, err := call(ctx, b)
-		if !errors.Is(err, ErrNotLeader) {
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, rpc.ErrPeerUnreachable) {
 			return resp, err
 		}
 		select {

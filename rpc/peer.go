@@ -2,9 +2,12 @@ package rpc
 
 import (
 	"context"
+	"errors"
+	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -169,10 +172,16 @@ func (c *PeerClient) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	return peerCall[pb.StatusResponse](ctx, c, "Status", &pb.StatusRequest{})
 }
 
+// ErrPeerUnreachable: a call to another member could not be sent (no
+// connection could be made), so it did nothing there.
+var ErrPeerUnreachable = errors.New("member unreachable")
+
 // fromGRPCError turns an error etcd would return back into the Backend
-// error it stands for; others stay gRPC status errors, which the services
-// pass through unchanged. A call that never reached a member (no
-// connection) is ErrNoLeader: nothing was proposed.
+// error it stands for. A call that found no connection to its member is
+// ErrPeerUnreachable (nothing was sent); one whose connection failed in
+// flight may have been applied: ErrLeaderChanged, etcd's answer when a
+// proposal's fate is unknown after leadership moved. Other errors stay
+// gRPC status errors, which the services pass through unchanged.
 func fromGRPCError(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
@@ -182,6 +191,12 @@ func fromGRPCError(err error) error {
 		if g, _ := status.FromError(e.grpc); g.Code() == st.Code() && g.Message() == st.Message() {
 			return e.err
 		}
+	}
+	if st.Code() == codes.Unavailable {
+		if strings.Contains(st.Message(), "while dialing") {
+			return ErrPeerUnreachable
+		}
+		return ErrLeaderChanged
 	}
 	return err
 }

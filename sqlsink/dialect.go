@@ -22,6 +22,16 @@ type dialect interface {
 	upsertKV() string
 	// lockMeta reads a meta row for update within a transaction.
 	lockMeta() string
+	// sessionSetup runs on the writer's own session: a lock wait short
+	// enough to notice, within a batch's timeout, a deposed writer that
+	// holds the fence. Empty: nothing to run.
+	sessionSetup() string
+	// sessionID returns the session's id; empty: sessions cannot be
+	// ended by another (SQLite has one writer, in one process).
+	sessionID() string
+	// killSession ends another session (its transaction rolls back);
+	// %d is the session id (KILL takes no placeholder).
+	killSession() string
 	// compactLog returns the statements that drop from kv_log every
 	// version a read at the compact revision can no longer see, in the
 	// order they must run: first versions superseded at or below it
@@ -45,6 +55,9 @@ func (mysqlDialect) driver() string               { return "mysql" }
 func (mysqlDialect) q(name string) string         { return "`" + name + "`" }
 func (mysqlDialect) maxParams() int               { return 60000 }
 func (mysqlDialect) lockMeta() string             { return "SELECT value FROM meta WHERE name = ? FOR UPDATE" }
+func (mysqlDialect) sessionSetup() string         { return "SET SESSION innodb_lock_wait_timeout = 1" }
+func (mysqlDialect) sessionID() string            { return "SELECT CONNECTION_ID()" }
+func (mysqlDialect) killSession() string          { return "KILL CONNECTION %d" }
 func (mysqlDialect) insertIgnore(t string) string { return "INSERT IGNORE INTO " + t }
 func (mysqlDialect) upsertKV() string {
 	newer := "VALUES(mod_revision) > mod_revision"
@@ -82,6 +95,9 @@ func (sqliteDialect) driver() string               { return "sqlite" }
 func (sqliteDialect) q(name string) string         { return `"` + name + `"` }
 func (sqliteDialect) maxParams() int               { return 30000 }
 func (sqliteDialect) lockMeta() string             { return "SELECT value FROM meta WHERE name = ?" }
+func (sqliteDialect) sessionSetup() string         { return "" }
+func (sqliteDialect) sessionID() string            { return "" }
+func (sqliteDialect) killSession() string          { return "" }
 func (sqliteDialect) insertIgnore(t string) string { return "INSERT OR IGNORE INTO " + t }
 func (sqliteDialect) upsertKV() string {
 	return ` ON CONFLICT("key") DO UPDATE SET value = excluded.value, create_revision = excluded.create_revision,` +

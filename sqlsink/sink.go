@@ -111,6 +111,10 @@ const (
 	metaCompact    = "compact_revision"
 	metaApplied    = "applied_index"
 	metaLeaderTerm = "leader_term"
+	// metaWriterConn is the database session id of the leader's writer,
+	// so that a new leader can end the session of a deposed one that
+	// holds the fence's lock (a paused or cut-off process).
+	metaWriterConn = "writer_connection"
 )
 
 // Sink writes the store's revisions to the database. Start it on the leader
@@ -208,7 +212,7 @@ func (s *Sink) migrate(ctx context.Context) error {
 			return fmt.Errorf("sqlsink: migrate to schema 1: %w", err)
 		}
 	}
-	for _, name := range []string{metaSchema, metaCluster, metaRevision, metaApplied, metaLeaderTerm} {
+	for _, name := range []string{metaSchema, metaCluster, metaRevision, metaApplied, metaLeaderTerm, metaWriterConn} {
 		if _, err := s.db.ExecContext(ctx, s.d.insertIgnore("meta")+" (name, value) VALUES (?, 0)", name); err != nil {
 			return fmt.Errorf("sqlsink: init meta: %w", err)
 		}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/etcdsql/etcdsql/fsm"
 )
 
@@ -67,6 +69,8 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 	backoff := s.cfg.RetryMin
 	probe := time.NewTicker(s.cfg.ProbeInterval)
 	defer probe.Stop()
+	var w *writer // the leader's own session; a new one after an error
+	defer func() { w.close() }()
 	for {
 		wait := store.AppliedWait()
 		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, leaseVersion)
@@ -88,7 +92,12 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 			continue
 		}
 		start := time.Now()
-		err = s.writeBatch(ctx, ch, dbCompact, term)
+		if w == nil {
+			w, err = s.openWriter(ctx)
+		}
+		if err == nil {
+			err = s.writeBatch(ctx, w, ch, dbCompact, term)
+		}
 		s.metrics.observeBatch(len(ch.Changes), time.Since(start), err)
 		if errors.Is(err, ErrFenced) {
 			s.setHealth(err)
@@ -97,6 +106,11 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			w.close()
+			w = nil
+			if isLockWait(err) && s.evictWriter(ctx) {
+				continue // retry at once: the lock is free
 			}
 			s.setHealth(err)
 			select {
@@ -138,10 +152,10 @@ func (s *Sink) probe(ctx context.Context) {
 // writeBatch stores one read of changes in one transaction: the history
 // rows, the current rows of the keys they touch, the leases if they
 // changed, compaction, and the meta rows, after checking the fence.
-func (s *Sink) writeBatch(ctx context.Context, ch fsm.Changes, dbCompact int64, term uint64) error {
+func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbCompact int64, term uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlsink: begin: %w", err)
 	}
@@ -157,6 +171,11 @@ func (s *Sink) writeBatch(ctx context.Context, ch fsm.Changes, dbCompact int64, 
 	if uint64(fenced) < term {
 		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", int64(term), metaLeaderTerm); err != nil {
 			return fmt.Errorf("sqlsink: set fence: %w", err)
+		}
+	}
+	if !w.recorded && w.id != 0 {
+		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", w.id, metaWriterConn); err != nil {
+			return fmt.Errorf("sqlsink: record writer session: %w", err)
 		}
 	}
 	if err := s.writeLog(ctx, tx, ch.Changes); err != nil {
@@ -196,7 +215,81 @@ func (s *Sink) writeBatch(ctx context.Context, ch fsm.Changes, dbCompact int64, 
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlsink: commit: %w", err)
 	}
+	w.recorded = true
 	return nil
+}
+
+// writer is the leader's own database session. All its batches use it, and
+// its id is recorded in meta with its first batch. A dialect without
+// sessions (SQLite) writes through the pool.
+type writer struct {
+	db interface {
+		BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+	}
+	conn     *sql.Conn // nil: the pool
+	id       int64     // 0: the dialect has no session ids
+	recorded bool
+}
+
+func (w *writer) close() {
+	if w != nil && w.conn != nil {
+		w.conn.Close()
+	}
+}
+
+func (s *Sink) openWriter(ctx context.Context) (*writer, error) {
+	if s.d.sessionID() == "" {
+		return &writer{db: s.db}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlsink: connect: %w", err)
+	}
+	w := &writer{db: conn, conn: conn}
+	if q := s.d.sessionSetup(); q != "" {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("sqlsink: session setup: %w", err)
+		}
+	}
+	if err := conn.QueryRowContext(ctx, s.d.sessionID()).Scan(&w.id); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sqlsink: session id: %w", err)
+	}
+	return w, nil
+}
+
+// evictWriter ends the session of the writer recorded in meta when it
+// holds the lock this leader waits for: a deposed leader, paused or cut
+// off mid-transaction, would otherwise keep the fence locked (and every
+// write refused) until it came back. Its transaction rolls back; the
+// fence keeps it from writing again. Reports whether a session was ended.
+func (s *Sink) evictWriter(ctx context.Context) bool {
+	kill := s.d.killSession()
+	if kill == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	var id int64
+	// A plain read does not wait for the lock.
+	if err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = ?", metaWriterConn).Scan(&id); err != nil || id == 0 {
+		return false
+	}
+	if _, err := s.db.ExecContext(ctx, fmt.Sprintf(kill, id)); err != nil {
+		s.log.Warn("could not end the previous writer's database session", "session", id, "err", err)
+		return false
+	}
+	s.log.Warn("ended the previous leader's database session, which held the fence", "session", id)
+	return true
+}
+
+// isLockWait reports MySQL's "lock wait timeout exceeded".
+func isLockWait(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1205
 }
 
 const logCols = 8

@@ -291,7 +291,7 @@ func BenchmarkClusterFailover(b *testing.B) {
 }
 
 // procLeader returns the index of the process that leads.
-func procLeader(b *testing.B, ps *testcluster.Procs) int {
+func procLeader(b testing.TB, ps *testcluster.Procs) int {
 	b.Helper()
 	cl := testserver.NewClient(b, ps.Endpoints()...)
 	deadline := time.Now().Add(30 * time.Second)

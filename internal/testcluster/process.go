@@ -57,7 +57,12 @@ func StartProcesses(t testing.TB, n int, extra ...string) *Procs {
 		}, extra...)
 		ps.Procs = append(ps.Procs, p)
 	}
-	t.Cleanup(ps.KillAll)
+	t.Cleanup(func() {
+		ps.KillAll()
+		if t.Failed() {
+			ps.dumpLogs()
+		}
+	})
 	for i := range ps.Procs {
 		ps.start(i)
 	}
@@ -124,9 +129,12 @@ func (ps *Procs) Pid(i int) int {
 	return ps.Procs[i].cmd.Process.Pid
 }
 
-// KillAll kills every member.
+// KillAll kills every member (resumed first, should it be paused).
 func (ps *Procs) KillAll() {
 	for i := range ps.Procs {
+		if p := ps.Procs[i]; p.cmd != nil {
+			p.cmd.Process.Signal(syscall.SIGCONT)
+		}
 		ps.Kill(i)
 	}
 }
@@ -141,3 +149,33 @@ func (ps *Procs) Endpoints() []string {
 }
 
 func (ps *Procs) String() string { return fmt.Sprint(ps.Endpoints()) }
+
+// Pause stops member i's process (SIGSTOP): it holds its connections and
+// state but answers nothing, as a member stuck in a long GC pause or on
+// an overloaded host.
+func (ps *Procs) Pause(i int) { ps.signal(i, syscall.SIGSTOP) }
+
+// Resume continues a paused member (SIGCONT).
+func (ps *Procs) Resume(i int) { ps.signal(i, syscall.SIGCONT) }
+
+func (ps *Procs) signal(i int, sig syscall.Signal) {
+	if p := ps.Procs[i]; p.cmd != nil {
+		if err := p.cmd.Process.Signal(sig); err != nil {
+			ps.t.Fatalf("signal %v to %s: %v", sig, p.Name, err)
+		}
+	}
+}
+
+// dumpLogs prints the end of each member's log into the test's output.
+func (ps *Procs) dumpLogs() {
+	for _, p := range ps.Procs {
+		b, err := os.ReadFile(p.DataDir + ".log")
+		if err != nil {
+			continue
+		}
+		if len(b) > 6000 {
+			b = b[len(b)-6000:]
+		}
+		ps.t.Logf("log of %s (end):\n%s", p.Name, b)
+	}
+}
