@@ -13,8 +13,8 @@ import (
 // partitions are of the replication path.
 type Network struct {
 	mu      sync.Mutex
-	addrs   map[string]int       // peer address -> member index
-	blocked map[[2]int]bool      // unordered pairs, low index first
+	addrs   map[string]int        // peer address -> member index
+	blocked map[[2]int]bool       // unordered pairs, low index first
 	conns   map[[2]int][]net.Conn // open connections per pair
 }
 
