@@ -134,6 +134,15 @@ func Start(cfg Config) (*Cluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: advertise address %q: %w", cfg.AdvertiseAddr, err)
 		}
+		// memberlist wants an IP; a name (a container's, a pod's) is
+		// resolved once here.
+		if net.ParseIP(ah) == nil {
+			ips, err := net.LookupIP(ah)
+			if err != nil || len(ips) == 0 {
+				return nil, fmt.Errorf("cluster: advertise address %q: %v", cfg.AdvertiseAddr, err)
+			}
+			ah = ips[0].String()
+		}
 		mc.AdvertiseAddr = ah
 		mc.AdvertisePort, _ = strconv.Atoi(ap)
 	}

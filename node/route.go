@@ -126,6 +126,10 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
+// ReadBarrier returns once the local store reflects every write committed
+// before the call.
+func (n *Node) ReadBarrier(ctx context.Context) error { return n.linearize(ctx) }
+
 func (n *Node) fetchReadIndex(ctx context.Context) (uint64, error) {
 	return viaLeader(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (uint64, error) { return b.ReadIndex(ctx) })
 }

@@ -43,6 +43,9 @@ type Backend interface {
 	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
 	LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, error)
 
+	// ReadBarrier returns once this member has applied every write
+	// committed before the call (a linearizable read's wait).
+	ReadBarrier(ctx context.Context) error
 	// NewWatchStream opens the watchers of one client stream.
 	NewWatchStream() *fsm.WatchStream
 	// Store exposes the local revision for headers.

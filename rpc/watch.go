@@ -63,7 +63,7 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 		}
 	}()
 
-	st := &watchStream{srv: w.s, stream: stream, ws: ws, opts: make(map[int64]*watchOpts)}
+	st := &watchStream{srv: w.s, ctx: ctx, stream: stream, ws: ws, opts: make(map[int64]*watchOpts)}
 	tick := time.NewTicker(w.s.cfg.WatchProgressNotifyInterval)
 	defer tick.Stop()
 	var leaderCheck <-chan time.Time
@@ -89,6 +89,19 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			if err := st.handle(req); err != nil {
 				return err
 			}
+		case err := <-st.barrier:
+			st.barrier = nil
+			if err != nil {
+				st.retry = time.After(100 * time.Millisecond)
+				continue
+			}
+			if err := st.createPending(); err != nil {
+				return err
+			}
+		case <-st.retry:
+			st.retry = nil
+			st.startBarrier()
+			continue
 		case <-ws.Ready():
 		case <-tick.C:
 			if err := st.progressTick(); err != nil {
@@ -109,10 +122,46 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 
 type watchStream struct {
 	srv    *Server
+	ctx    context.Context
 	stream pb.Watch_WatchServer
 	ws     *fsm.WatchStream
 	opts   map[int64]*watchOpts
 	enc    watchEncoder
+
+	// Creates from a revision beyond this member's wait, in order, until
+	// a read barrier shows whether the member lags the cluster (it then
+	// has caught up) or the revision is in the future (etcd accepts such a
+	// watch at once). So a watch reopened on a lagging member never
+	// starts with a header revision below what its client has seen.
+	pending []*pb.WatchCreateRequest
+	barrier chan error       // the barrier in flight, or nil
+	retry   <-chan time.Time // a failed barrier's retry, or nil
+}
+
+// startBarrier runs a read barrier for the pending creates.
+func (st *watchStream) startBarrier() {
+	if st.barrier != nil || st.retry != nil {
+		return
+	}
+	ch := make(chan error, 1)
+	st.barrier = ch
+	go func() {
+		ctx, cancel := context.WithTimeout(st.ctx, 5*time.Second)
+		defer cancel()
+		ch <- st.srv.b.ReadBarrier(ctx)
+	}()
+}
+
+// createPending answers the pending creates, in order.
+func (st *watchStream) createPending() error {
+	pending := st.pending
+	st.pending = nil
+	for _, cr := range pending {
+		if err := st.createNow(cr); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (st *watchStream) header(rev int64) *pb.ResponseHeader {
@@ -165,6 +214,15 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 	if cr == nil {
 		return nil
 	}
+	if len(st.pending) > 0 || cr.StartRevision > st.srv.b.Store().Rev()+1 {
+		st.pending = append(st.pending, cr)
+		st.startBarrier()
+		return nil
+	}
+	return st.createNow(cr)
+}
+
+func (st *watchStream) createNow(cr *pb.WatchCreateRequest) error {
 	key := cr.Key
 	if len(key) == 0 {
 		key = []byte{0}
@@ -179,6 +237,13 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 		}
 	}
 	id, rev, err := st.ws.Watch(req)
+	// A watcher that starts far behind catches up over several messages,
+	// each headed by the highest revision it completes. Its created
+	// message then says where it starts from rather than the current
+	// revision, so headers along the stream never go down.
+	if cr.StartRevision > 0 && rev-(cr.StartRevision-1) >= fsm.MaxBatchRevs {
+		rev = cr.StartRevision - 1
+	}
 	resp := &pb.WatchResponse{Header: st.header(rev), WatchId: id, Created: true}
 	if err != nil {
 		resp.Canceled = true

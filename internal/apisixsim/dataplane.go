@@ -257,12 +257,17 @@ type DataPlaneConfig struct {
 	// WatchTimeout is the longest silence before the watch is reopened.
 	// Zero means DefaultWatchTimeout.
 	WatchTimeout time.Duration
+	// OnApply, if set, is called after the events of a watch message
+	// (header revision rev) are in the tables. Benchmarks time delivery
+	// with it.
+	OnApply func(rev int64)
 }
 
 // DataPlane is the configuration sync of one APISIX worker (3.18).
 type DataPlane struct {
 	c            *Client
 	watchTimeout time.Duration
+	onApply      func(rev int64)
 	ctx          context.Context
 	cancel       context.CancelFunc
 	done         chan struct{}
@@ -291,7 +296,7 @@ func StartDataPlane(ctx context.Context, cfg DataPlaneConfig) (*DataPlane, error
 		return nil, err
 	}
 	d := &DataPlane{
-		c: cfg.Client, watchTimeout: cfg.WatchTimeout, done: make(chan struct{}),
+		c: cfg.Client, watchTimeout: cfg.WatchTimeout, onApply: cfg.OnApply, done: make(chan struct{}),
 		res: res, watchRev: rev + 1, maxRev: rev,
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
@@ -610,9 +615,12 @@ func (d *DataPlane) handle(b []byte, start int64, first bool) error {
 		nodes[i] = n
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	for _, res := range d.res {
 		d.applyLocked(res, rev, nodes)
+	}
+	d.mu.Unlock()
+	if d.onApply != nil && len(nodes) > 0 {
+		d.onApply(rev)
 	}
 	return nil
 }

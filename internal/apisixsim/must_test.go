@@ -380,7 +380,8 @@ func checkProto3(t *testing.T, label string, b []byte) {
 // that APISIX depends on. Subtests are named after the MUST numbers. They
 // share one server per target; MUST 34 (compaction) runs last.
 func TestWireMUST(t *testing.T) {
-	forEachTarget(t, func(t *testing.T, url string) {
+	forEachTarget(t, func(t *testing.T, e env) {
+		url := e.eps[0]
 		run := func(name string, f func(t *testing.T, w *wire, p string)) {
 			t.Run(name, func(t *testing.T) {
 				f(t, newWire(t, url), "/must/"+strings.Fields(name)[1]+"/")

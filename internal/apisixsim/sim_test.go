@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,7 +16,9 @@ import (
 	"time"
 
 	"github.com/etcdsql/etcdsql/internal/difftest"
+	"github.com/etcdsql/etcdsql/internal/haproxytest"
 	"github.com/etcdsql/etcdsql/internal/mysqltest"
+	"github.com/etcdsql/etcdsql/internal/testcluster"
 	"github.com/etcdsql/etcdsql/internal/testserver"
 )
 
@@ -22,27 +26,50 @@ import (
 // every test must pass there unchanged.
 type target struct {
 	name  string
-	start func(t *testing.T) string
+	start func(t *testing.T) env
 }
 
+// env is a started target: the endpoints APISIX is configured with, and
+// for a cluster, the cluster (to inject faults into).
+type env struct {
+	eps     []string
+	cluster *testcluster.Cluster
+}
+
+func single(url string) env { return env{eps: []string{url}} }
+
 var targets = []target{
-	{"etcd3.4", func(t *testing.T) string { return difftest.StartEtcd(t) }},
-	{"etcdsql-sqlite", func(t *testing.T) string { return testserver.Start(t).URL }},
-	{"etcdsql-mariadb", func(t *testing.T) string {
-		return testserver.Start(t, testserver.WithMySQL(mysqltest.NewDatabase(t))).URL
+	{"etcd3.4", func(t *testing.T) env { return single(difftest.StartEtcd(t)) }},
+	{"etcdsql-sqlite", func(t *testing.T) env { return single(testserver.Start(t).URL) }},
+	{"etcdsql-mariadb", func(t *testing.T) env {
+		return single(testserver.Start(t, testserver.WithMySQL(mysqltest.NewDatabase(t))).URL)
+	}},
+	// Three members on MariaDB, APISIX configured with the three hosts.
+	{"etcdsql-cluster-hosts", func(t *testing.T) env {
+		c := testcluster.Start(t, testcluster.Options{MySQLDSN: mysqltest.NewDatabase(t)})
+		return env{eps: c.Endpoints(), cluster: c}
+	}},
+	// The same behind a real HAProxy in round-robin: APISIX has one host.
+	{"etcdsql-cluster-haproxy", func(t *testing.T) env {
+		c := testcluster.Start(t, testcluster.Options{MySQLDSN: mysqltest.NewDatabase(t)})
+		return env{eps: []string{haproxytest.Start(t, c.Endpoints())}, cluster: c}
 	}},
 }
 
 // forEachTarget runs f as a subtest against a fresh server of each target.
-func forEachTarget(t *testing.T, f func(t *testing.T, url string)) {
+func forEachTarget(t *testing.T, f func(t *testing.T, e env)) {
 	for _, tg := range targets {
 		t.Run(tg.name, func(t *testing.T) {
-			url := tg.start(t)
-			f(t, url)
+			e := tg.start(t)
+			f(t, e)
 			checkNoSimGoroutines(t)
 		})
 	}
 }
+
+// twice lists each endpoint twice, as the suite's Admin clients are
+// configured (round-robin with repeats).
+func twice(eps []string) []string { return append(slices.Clone(eps), eps...) }
 
 // checkNoSimGoroutines fails the test if a data-plane goroutine outlives
 // its Close.
@@ -120,13 +147,13 @@ func checkSim(t *testing.T, name string, d *DataPlane) {
 // GET it (200), POST a second route, list both, and the data plane holds
 // route 1 within 100 ms of the PUT returning.
 func TestBlogScenario(t *testing.T) {
-	forEachTarget(t, func(t *testing.T, url string) {
+	forEachTarget(t, func(t *testing.T, e env) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		cli := newTestClient(t, 1, 1, url)
+		cli := newTestClient(t, 1, 1, e.eps...)
 		apisixStart(t, ctx, cli)
-		dp := startDP(t, newTestClient(t, 2, 3, url), DefaultWatchTimeout)
-		admin := NewAdmin(newTestClient(t, 3, 1, url))
+		dp := startDP(t, newTestClient(t, 2, 3, e.eps...), DefaultWatchTimeout)
+		admin := NewAdmin(newTestClient(t, 3, 1, e.eps...))
 
 		route := map[string]any{"uri": "/index.html", "upstream": map[string]any{"type": "roundrobin", "nodes": map[string]any{"127.0.0.1:1980": 1}}}
 		put, err := admin.Put(ctx, "routes", "1", route, 0)
@@ -261,6 +288,51 @@ type worker struct {
 	// model maps each key this worker wrote to its value as JSON.
 	model map[string]string
 	stats map[string]int
+	// faults: the cluster is being crashed and partitioned, so an
+	// operation may fail. A failed write may or may not have happened:
+	// its key is uncertain until an answer tells (a GET, or a write that
+	// succeeds).
+	faults    bool
+	uncertain map[string]bool
+	postLost  map[string]bool // a POST to this resource failed: an unknown id may exist
+	unknown   int             // operations that failed
+	retried   int             // operations the client retried after a failure
+}
+
+// lost reports an operation that failed under faults; its key becomes
+// uncertain. Without faults nothing may fail, and lost reports false.
+func (w *worker) lost(k string, got AdminResult, err error) bool {
+	if !w.faults || (err == nil && got.Status < 500) {
+		return false
+	}
+	w.unknown++
+	if k != "" {
+		w.uncertain[k] = true
+		delete(w.model, k)
+	}
+	return true
+}
+
+// learned records a key's state as an answer showed it.
+func (w *worker) learned(k string, value any, exists bool) {
+	delete(w.uncertain, k)
+	if exists {
+		w.model[k] = normalize(value)
+	} else {
+		delete(w.model, k)
+	}
+}
+
+// retryAdmin retries an operation that failed under faults (for setup
+// steps the run depends on), up to 20 times.
+func retryAdmin(ctx context.Context, faults bool, op func() (AdminResult, error)) (AdminResult, error) {
+	for try := 0; ; try++ {
+		got, err := op()
+		if !faults || (err == nil && got.Status < 500) || try == 20 || ctx.Err() != nil {
+			return got, err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 var idSuffixes = []string{"1", "10", "1a", "100", "2", "R1", "r1", "3"}
@@ -311,24 +383,45 @@ func (w *worker) step(ctx context.Context) string {
 		value["uri"] = "/" + id + "/*"
 		value["upstream"] = map[string]any{"type": "roundrobin", "nodes": map[string]any{fmt.Sprintf("127.0.0.%d:80", r.Intn(200)+1): 1}}
 	}
+	// Under faults the client may have retried a call on another member
+	// after a failure (as lua-resty-etcd does): a write may then have
+	// happened twice, and its answer speaks of the second time.
+	failures := w.admin.c.Failures()
+	defer func() {
+		if w.faults && w.admin.c.Failures() > failures {
+			w.retried++
+		}
+	}()
+	retried := func() bool { return w.faults && w.admin.c.Failures() > failures }
+	unsure := w.uncertain[k]
 	action := r.Intn(100)
 	switch {
 	case action < 40:
 		w.stats["put"]++
 		got, err := w.admin.Put(ctx, res, id, value, 0)
+		if w.lost(k, got, err) {
+			break
+		}
 		want := 201
 		if exists {
 			want = 200
 		}
-		if err != nil || got.Status != want {
+		if err != nil || got.Status != want && !((unsure || retried()) && (got.Status == 200 || got.Status == 201)) {
 			return fmt.Sprintf("PUT %s: %d %v, want %d (MUST 16)", k, got.Status, err, want)
 		}
-		w.model[k] = normalize(got.Value)
+		w.learned(k, got.Value, true)
 	case action < 55:
 		w.stats["get"]++
 		got, err := w.admin.Get(ctx, res, id)
+		if w.lost("", got, err) {
+			break
+		}
 		if err != nil {
 			return fmt.Sprintf("GET %s: %v", k, err)
+		}
+		if unsure && (got.Status == 200 || got.Status == 404) {
+			w.learned(k, got.Value, got.Status == 200)
+			break
 		}
 		if !exists {
 			if got.Status != 404 {
@@ -342,8 +435,15 @@ func (w *worker) step(ctx context.Context) string {
 	case action < 70:
 		w.stats["patch"]++
 		got, err := w.admin.Patch(ctx, res, id, map[string]any{"desc": fmt.Sprintf("patched%d", r.Intn(1000))}, 0)
+		if w.lost(k, got, err) {
+			break
+		}
 		if err != nil {
 			return fmt.Sprintf("PATCH %s: %v", k, err)
+		}
+		if (unsure || retried()) && (got.Status == 200 || got.Status == 404) {
+			w.learned(k, got.Value, got.Status == 200)
+			break
 		}
 		if !exists {
 			if got.Status != 404 {
@@ -354,42 +454,62 @@ func (w *worker) step(ctx context.Context) string {
 		if got.Status != 200 {
 			return fmt.Sprintf("PATCH %s: %d %s, want 200 (MUST 19)", k, got.Status, got.Message)
 		}
-		w.model[k] = normalize(got.Value)
+		w.learned(k, got.Value, true)
 	case action < 85:
 		w.stats["delete"]++
 		got, err := w.admin.Delete(ctx, res, id)
-		if err != nil {
-			return fmt.Sprintf("DELETE %s: %v", k, err)
+		lost := w.lost(k, got, err)
+		if !lost {
+			if err != nil {
+				return fmt.Sprintf("DELETE %s: %v", k, err)
+			}
+			want := 404
+			if exists {
+				want = 200
+			}
+			if got.Status != want && !((unsure || retried()) && (got.Status == 200 || got.Status == 404)) {
+				return fmt.Sprintf("DELETE %s: %d, want %d (MUST 21)", k, got.Status, want)
+			}
+			w.learned(k, nil, false)
 		}
-		want := 404
-		if exists {
-			want = 200
-		}
-		if got.Status != want {
-			return fmt.Sprintf("DELETE %s: %d, want %d (MUST 21)", k, got.Status, want)
-		}
-		delete(w.model, k)
 		if res == "consumers" {
-			for mk := range w.model {
+			// Its credentials go with it (or, if the delete was lost,
+			// may have).
+			for _, mk := range slices.Concat(slices.Collect(maps.Keys(w.model)), slices.Collect(maps.Keys(w.uncertain))) {
 				if strings.HasPrefix(mk, k+"/credentials/") {
-					delete(w.model, mk)
+					if lost {
+						w.uncertain[mk] = true
+						delete(w.model, mk)
+					} else {
+						w.learned(mk, nil, false)
+					}
 				}
 			}
 		}
 	case action < 93 && (res == "routes" || res == "upstreams" || res == "services"):
 		w.stats["post"]++
 		got, err := w.admin.Post(ctx, res, value, 0)
+		if w.lost("", got, err) {
+			w.postLost[res] = true
+			break
+		}
 		if err != nil || got.Status != 201 {
 			return fmt.Sprintf("POST %s: %d %v", res, got.Status, err)
+		}
+		if retried() {
+			w.postLost[res] = true // an earlier try may have created another
 		}
 		if _, dup := w.model[got.Key]; dup {
 			return fmt.Sprintf("POST %s: id %s reused", res, got.Key)
 		}
-		w.model[got.Key] = normalize(got.Value)
+		w.learned(got.Key, got.Value, true)
 	default:
 		w.stats["list"]++
 		top := strings.SplitN(res, "/", 2)[0]
 		got, err := w.admin.List(ctx, top)
+		if w.lost("", got, err) {
+			break
+		}
 		if err != nil || got.Status != 200 {
 			return fmt.Sprintf("list %s: %d %v", top, got.Status, err)
 		}
@@ -399,7 +519,7 @@ func (w *worker) step(ctx context.Context) string {
 		}
 		mine := fmt.Sprintf("%s/%s/w%d", Prefix, top, w.id)
 		for lk := range listed {
-			if strings.HasPrefix(lk, mine) {
+			if strings.HasPrefix(lk, mine) && !w.uncertain[lk] && !w.postLost[top] {
 				if _, ok := w.model[lk]; !ok {
 					return fmt.Sprintf("list %s: %s listed but deleted", top, lk)
 				}
@@ -420,23 +540,32 @@ func (w *worker) step(ctx context.Context) string {
 // silence) and a third started mid-run. Every data plane must end equal to
 // the truth, without a reload, without seeing revisions go backwards.
 func TestRandomizedAdminRun(t *testing.T) {
-	forEachTarget(t, func(t *testing.T, url string) {
+	forEachTarget(t, func(t *testing.T, e env) {
 		ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 		defer cancel()
 		begin := time.Now()
-		cli := newTestClient(t, randomSeed, 1, url, url)
+		cli := newTestClient(t, randomSeed, 1, twice(e.eps)...)
 		apisixStart(t, ctx, cli)
 		sims := map[string]*DataPlane{
-			"dp-50s":   startDP(t, newTestClient(t, randomSeed+1, 3, url, url), DefaultWatchTimeout),
-			"dp-300ms": startDP(t, newTestClient(t, randomSeed+2, 3, url, url), 300*time.Millisecond),
+			"dp-50s":   startDP(t, newTestClient(t, randomSeed+1, 3, twice(e.eps)...), DefaultWatchTimeout),
+			"dp-300ms": startDP(t, newTestClient(t, randomSeed+2, 3, twice(e.eps)...), 300*time.Millisecond),
 		}
+		faults := e.cluster != nil
 		workers := make([]*worker, randomWorkers)
 		for i := range workers {
 			workers[i] = &worker{id: i, rng: rand.New(rand.NewSource(randomSeed + int64(i))),
-				admin: NewAdmin(newTestClient(t, randomSeed+10+int64(i), 1, url, url)),
-				model: map[string]string{}, stats: map[string]int{}}
+				admin: NewAdmin(newTestClient(t, randomSeed+10+int64(i), 1, twice(e.eps)...)),
+				model: map[string]string{}, stats: map[string]int{}, faults: faults, uncertain: map[string]bool{}, postLost: map[string]bool{}}
 		}
-		ttlAdmin := NewAdmin(newTestClient(t, randomSeed+20, 1, url))
+		// On a cluster, the run goes on while the leader is crashed and
+		// restarted twice and a follower is cut off for 10 s.
+		nemesisDone := make(chan []string, 1)
+		if faults {
+			go func() { nemesisDone <- nemesis(ctx, t, e.cluster) }()
+		} else {
+			nemesisDone <- nil
+		}
+		ttlAdmin := NewAdmin(newTestClient(t, randomSeed+20, 1, e.eps...))
 		var midSim *DataPlane
 		var midErr error
 		var midWG sync.WaitGroup
@@ -444,13 +573,17 @@ func TestRandomizedAdminRun(t *testing.T) {
 		for phase := 0; phase < randomPhases; phase++ {
 			if phase == 1 {
 				for i, ttl := range []int{2, 3, 3} {
-					got, err := ttlAdmin.Put(ctx, "routes", fmt.Sprintf("ttl-%d", i), map[string]any{"uri": "/ttl"}, ttl)
-					if err != nil || got.Status != 201 {
+					got, err := retryAdmin(ctx, faults, func() (AdminResult, error) {
+						return ttlAdmin.Put(ctx, "routes", fmt.Sprintf("ttl-%d", i), map[string]any{"uri": "/ttl"}, ttl)
+					})
+					// 201; 200 when an earlier try that failed had written it.
+					if err != nil || got.Status != 201 && !(faults && got.Status == 200) {
 						t.Fatalf("PUT ?ttl=%d: %+v %v", ttl, got, err)
 					}
 				}
 				for i := range 3 {
-					if got, _ := ttlAdmin.Get(ctx, "routes", fmt.Sprintf("ttl-%d", i)); got.Status != 200 {
+					got, _ := retryAdmin(ctx, faults, func() (AdminResult, error) { return ttlAdmin.Get(ctx, "routes", fmt.Sprintf("ttl-%d", i)) })
+					if got.Status != 200 {
 						t.Errorf("GET /routes/ttl-%d right after PUT ?ttl=: %d", i, got.Status)
 					}
 				}
@@ -459,7 +592,7 @@ func TestRandomizedAdminRun(t *testing.T) {
 				midWG.Add(1)
 				go func() {
 					defer midWG.Done()
-					midSim, midErr = StartDataPlane(ctx, DataPlaneConfig{Client: newTestClient(t, randomSeed+3, 3, url), WatchTimeout: DefaultWatchTimeout})
+					midSim, midErr = StartDataPlane(ctx, DataPlaneConfig{Client: newTestClient(t, randomSeed+3, 3, e.eps...), WatchTimeout: DefaultWatchTimeout})
 				}()
 			}
 			var wg sync.WaitGroup
@@ -488,6 +621,7 @@ func TestRandomizedAdminRun(t *testing.T) {
 			}
 			time.Sleep(phasePause)
 		}
+		faultLog := <-nemesisDone
 		midWG.Wait()
 		if midErr != nil {
 			t.Errorf("mid-run data plane: %v", midErr)
@@ -520,6 +654,15 @@ func TestRandomizedAdminRun(t *testing.T) {
 		t.Logf("%d ops in %v (%.0f ops/s), total %v; ops %v; truth sizes routes=%d consumers=%d",
 			ops, opsTime.Round(time.Millisecond), float64(ops)/opsTime.Seconds(), time.Since(begin).Round(time.Millisecond),
 			stats, len(truth["/routes"]), len(truth["/consumers"]))
+		if faults {
+			unknown, retried := 0, 0
+			for _, w := range workers {
+				unknown += w.unknown
+				retried += w.retried
+			}
+			t.Logf("faults: %s; %d Admin operations failed (outcome unknown), %d retried by the client on another member",
+				strings.Join(faultLog, ", "), unknown, retried)
+		}
 		for name, d := range sims {
 			checkSim(t, name, d)
 			t.Logf("%s: %d watch messages, %d watch opens", name, len(d.Revisions()), d.WatchOpens())
@@ -541,4 +684,33 @@ func ttlKeys(tb Tables) []string {
 		}
 	}
 	return out
+}
+
+// nemesis crashes and restarts the leader, cuts a follower off for 10 s,
+// then crashes and restarts the leader again, and says what it did.
+func nemesis(ctx context.Context, t *testing.T, c *testcluster.Cluster) []string {
+	var log []string
+	pause := func(d time.Duration) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+	crash := func() {
+		l := c.Leader(15 * time.Second)
+		c.Crash(l)
+		pause(time.Second)
+		c.Restart(l)
+		log = append(log, fmt.Sprintf("leader %s crashed and restarted", c.Members[l].Name))
+	}
+	pause(time.Second)
+	crash()
+	pause(time.Second)
+	f := (c.Leader(15*time.Second) + 1) % len(c.Members)
+	c.Isolate(f)
+	pause(10 * time.Second)
+	c.Heal()
+	log = append(log, fmt.Sprintf("follower %s cut off for 10 s", c.Members[f].Name))
+	crash()
+	return log
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -780,5 +781,50 @@ func TestClusterPausedLeader(t *testing.T) {
 	out, err := runBinary(t, "check", "--mysql-dsn", dsn, "--endpoints", strings.Join(ps.Endpoints(), ","))
 	if err != nil || !strings.Contains(out, "no differences") {
 		t.Fatalf("etcdsql check: %v\n%s", err, out)
+	}
+}
+
+// A watcher that starts more than 1,000 revisions behind gets its catch-up
+// over several messages; every header along the stream, the created
+// message's included, is at most the next one's.
+func TestWatchCatchUpHeadersNeverGoDown(t *testing.T) {
+	s := testserver.Start(t)
+	cl := s.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first, err := cl.Put(ctx, "c/0", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 2500; i++ {
+		if _, err := cl.Put(ctx, fmt.Sprintf("c/%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream, err := pb.NewWatchClient(cl.ActiveConnection()).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{
+		Key: []byte("c/"), RangeEnd: []byte("c0"), StartRevision: first.Header.Revision}}}); err != nil {
+		t.Fatal(err)
+	}
+	var headers []int64
+	events := 0
+	for events < 2500 {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		headers = append(headers, resp.Header.Revision)
+		events += len(resp.Events)
+		for _, ev := range resp.Events {
+			if ev.Kv.ModRevision > resp.Header.Revision {
+				t.Fatalf("event at %d in a message headed %d", ev.Kv.ModRevision, resp.Header.Revision)
+			}
+		}
+	}
+	if len(headers) < 4 || !slices.IsSorted(headers) {
+		t.Fatalf("headers %v: want a created message and at least three catch-up messages, never going down", headers)
 	}
 }
