@@ -338,7 +338,8 @@ func (d *DataPlane) WatchOpens() int {
 	return d.opens
 }
 
-// Revisions returns every header.revision seen on watch messages, in order.
+// Revisions returns every header.revision of the watch messages APISIX
+// acts on (all but created messages), in order.
 func (d *DataPlane) Revisions() []int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -554,8 +555,11 @@ func (d *DataPlane) handle(b []byte, start int64, first bool) error {
 		if len(r.Events) > 0 {
 			d.anomaly("created message carries %d events (dropped by APISIX)", len(r.Events))
 		}
-		if r.Header != nil && r.Header.Revision != nil {
-			d.record(int64(*r.Header.Revision))
+		// APISIX ignores created messages (rule 4), so their header is not
+		// in the sequence it acts on; it must still not be below where the
+		// watch starts (a member behind the client).
+		if r.Header != nil && r.Header.Revision != nil && start > 0 && int64(*r.Header.Revision) < start-1 {
+			d.anomaly("created header.revision %d below start_revision %d - 1", int64(*r.Header.Revision), start)
 		}
 		return nil
 	}

@@ -55,6 +55,7 @@ type Member struct {
 // Cluster is a running cluster.
 type Cluster struct {
 	t       testing.TB
+	base    string
 	opts    Options
 	Net     *Network
 	mu      sync.Mutex
@@ -97,7 +98,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.ElectionTimeout == 0 {
 		opts.ElectionTimeout = 300 * time.Millisecond
 	}
-	c := &Cluster{t: t, opts: opts, Net: newNetwork()}
+	// Data dirs live under one directory made before the cleanup that
+	// stops the members, so that it is removed after they stopped.
+	c := &Cluster{t: t, opts: opts, Net: newNetwork(), base: t.TempDir()}
 	t.Cleanup(c.Close)
 	for i := 0; i < opts.Size; i++ {
 		c.newSlot(false, opts.Size)
@@ -134,7 +137,7 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 		URL:        "http://127.0.0.1:" + strconv.Itoa(ports[0]),
 		PeerAddr:   "127.0.0.1:" + strconv.Itoa(ports[1]),
 		GossipAddr: "127.0.0.1:" + strconv.Itoa(ports[2]),
-		DataDir:    c.t.TempDir(),
+		DataDir:    c.dataDir(i),
 	}
 	var join []string
 	for _, o := range c.Members {
@@ -183,6 +186,14 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 	c.Net.mu.Unlock()
 	c.Members = append(c.Members, m)
 	return m
+}
+
+func (c *Cluster) dataDir(i int) string {
+	d, err := os.MkdirTemp(c.base, fmt.Sprintf("m%d-", i+1))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return d
 }
 
 // founders' gossip addresses, for members that form the cluster together.

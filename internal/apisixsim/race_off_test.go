@@ -1,0 +1,5 @@
+//go:build !race
+
+package apisixsim
+
+const raceEnabled = false
