@@ -72,7 +72,12 @@ func BenchmarkGateways200(b *testing.B) {
 		if err != nil || got.Status >= 300 {
 			b.Fatalf("PUT: %+v %v", got, err)
 		}
-		rev := got.ModifiedIndex
+		// The PUT's answer has no revision; a GET (linearizable) has it.
+		g, err := admin.Get(ctx, "routes", "bench")
+		if err != nil || g.Status != 200 {
+			b.Fatalf("GET: %+v %v", g, err)
+		}
+		rev := g.ModifiedIndex
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			mu.Lock()
