@@ -358,34 +358,23 @@ func (n *Node) isEvicted(name string) bool {
 	return ok
 }
 
-// Leave hands over leadership if this member leads, then tells the others
-// it leaves, so that the leader removes it from the cluster. The member
-// should be closed afterwards.
+// Leave hands over leadership if this member leads, has the leader remove
+// it from the cluster, and tells the others in gossip that it left. The
+// member should be closed afterwards.
 func (n *Node) Leave(timeout time.Duration) error {
 	if n.raft.State() == raft.Leader {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before leaving failed", "err", err)
 		}
 	}
-	if n.gossip == nil {
-		return nil
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := n.MemberRemove(ctx, n.memberID)
+	if err != nil {
+		err = fmt.Errorf("node: leave: %w", err)
 	}
-	err := n.gossip.Leave(timeout)
-	// Wait for the leader to take this member out of the configuration.
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		f := n.raft.GetConfiguration()
-		if f.Error() != nil {
-			break
-		}
-		found := false
-		for _, s := range f.Configuration().Servers {
-			found = found || s.ID == raft.ServerID(n.cfg.Name)
-		}
-		if !found {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	if n.gossip != nil {
+		err = errors.Join(err, n.gossip.Leave(timeout))
 	}
 	return err
 }

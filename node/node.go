@@ -488,17 +488,39 @@ func (n *Node) watchLeadership() {
 			// is one the store itself records (raft's own no-op and
 			// barrier entries never reach the store).
 			n.hasPeers.Store(n.peerCount() > 0)
-			f := n.raft.Apply(noopEntry, n.cfg.RequestTimeout)
-			if err := f.Error(); err != nil {
-				n.log.Warn("no-op after election failed", "err", err)
+			idx, ok := n.commitNoop()
+			if !ok {
 				continue
 			}
-			n.barrierIdx.Store(f.Index())
+			n.barrierIdx.Store(idx)
 			n.snapshotBase()
 			n.startSink()
 			n.lessor.promote()
 			n.setReady(true)
 			n.log.Info("became leader", "term", n.raft.CurrentTerm())
+		}
+	}
+}
+
+// commitNoop commits the new leader's no-op, trying again while this
+// member still leads: a leader that gave up after one failure would lead
+// without ever being ready, and every write would time out until the next
+// election.
+func (n *Node) commitNoop() (uint64, bool) {
+	for {
+		f := n.raft.Apply(noopEntry, n.cfg.RequestTimeout)
+		err := f.Error()
+		if err == nil {
+			return f.Index(), true
+		}
+		if n.raft.State() != raft.Leader {
+			return 0, false
+		}
+		n.log.Warn("no-op after election failed; trying again", "err", err)
+		select {
+		case <-n.stop:
+			return 0, false
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

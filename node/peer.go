@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/etcdsql/etcdsql/rpc"
@@ -115,7 +116,13 @@ func (p *peerPort) client(addr string) (*rpc.PeerClient, error) {
 	}
 	opts := append(rpc.PeerDialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS, if any, is in dial
-		grpc.WithContextDialer(p.dial))
+		grpc.WithContextDialer(p.dial),
+		// A member that restarts is back within seconds: reconnect soon
+		// (gRPC's default backoff grows to minutes).
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}))
 	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("node: peer %s: %w", addr, err)
