@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -106,7 +107,7 @@ func (n *Node) awaitFormation() (formation, error) {
 		if n.cfg.BootstrapExpect > 0 && !n.cfg.Nonvoter && len(voters)+1 >= n.cfg.BootstrapExpect {
 			self := n.gossipSelf()
 			voters = append(voters, self)
-			slices.SortFunc(voters, func(a, b cluster.Member) int { return cmpString(a.Name, b.Name) })
+			slices.SortFunc(voters, func(a, b cluster.Member) int { return strings.Compare(a.Name, b.Name) })
 			f := formation{}
 			h := fnv.New64a()
 			for _, v := range voters {
@@ -135,21 +136,9 @@ func (n *Node) awaitFormation() (formation, error) {
 	}
 }
 
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func (n *Node) gossipSelf() cluster.Member {
-	for _, m := range n.gossip.Members() {
-		if m.Name == n.cfg.Name {
-			return m
-		}
+	if m, ok := n.gossipMember(n.cfg.Name); ok {
+		return m
 	}
 	return cluster.Member{Name: n.cfg.Name, Meta: cluster.Meta{RaftAddr: n.advertisePeer()}}
 }

@@ -240,27 +240,25 @@ func (c *Cluster) Add(nonvoter bool) int {
 
 // Crash stops member i as a dying process would (no handover, no leave).
 func (c *Cluster) Crash(i int) {
-	c.t.Helper()
-	c.mu.Lock()
-	m := c.Members[i]
-	nm := m.Member
-	m.Member = nil
-	c.mu.Unlock()
-	if nm != nil {
+	if nm := c.take(i); nm != nil {
 		nm.Crash()
 	}
 }
 
 // Stop stops member i gracefully (leadership handed over).
 func (c *Cluster) Stop(i int) {
-	c.mu.Lock()
-	m := c.Members[i]
-	nm := m.Member
-	m.Member = nil
-	c.mu.Unlock()
-	if nm != nil {
+	if nm := c.take(i); nm != nil {
 		nm.Close()
 	}
+}
+
+// take marks member i stopped and returns it, if it ran.
+func (c *Cluster) take(i int) *node.Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	nm := c.Members[i].Member
+	c.Members[i].Member = nil
+	return nm
 }
 
 // Restart starts a stopped member i again on its data dir and ports.
