@@ -20,7 +20,7 @@ type Changes struct {
 	// (revision, sub) order.
 	Changes []Change
 	// UpTo is the revision the read covers; Complete reports whether it is
-	// the store's current revision (false when maxRevs cut the read short).
+	// the store's current revision (false when a bound cut the read short).
 	UpTo     int64
 	Complete bool
 	// AppliedIndex is the raft index the store had applied at the read.
@@ -33,11 +33,12 @@ type Changes struct {
 	LeaseVersion uint64
 }
 
-// ChangesSince reads the versions after revision after, at most maxRevs
-// revisions of them, with the state around them. It fails with
-// ErrCompacted when compaction has dropped revisions the caller has not
-// seen. Safe for concurrent use.
-func (s *Store) ChangesSince(after int64, maxRevs int, leaseVersion uint64) (Changes, error) {
+// ChangesSince reads the versions after revision after, with the state
+// around them: at most maxRevs revisions, and no more revisions once their
+// keys and values reach maxBytes (a read holds at least one whole
+// revision). It fails with ErrCompacted when compaction has dropped
+// revisions the caller has not seen. Safe for concurrent use.
+func (s *Store) ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion uint64) (Changes, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c := Changes{UpTo: s.rev, Complete: true, AppliedIndex: s.applied.Load(), CompactRev: s.compactRev, LeaseVersion: s.leaseVersion}
@@ -46,18 +47,19 @@ func (s *Store) ChangesSince(after int64, maxRevs int, leaseVersion uint64) (Cha
 	}
 	h := s.history
 	i := sort.Search(len(h), func(i int) bool { return h[i].kv.ModRevision > after })
-	revs := 0
+	revs, bytes := 0, 0
 	last := int64(0)
 	for ; i < len(h); i++ {
 		v := h[i]
 		if v.kv.ModRevision != last {
-			if revs == maxRevs {
+			if revs == maxRevs || (revs > 0 && bytes >= maxBytes) {
 				c.UpTo, c.Complete = last, false
 				break
 			}
 			revs++
 			last = v.kv.ModRevision
 		}
+		bytes += len(v.kv.Key) + len(v.kv.Value)
 		c.Changes = append(c.Changes, Change{KV: v.kv, Sub: v.sub, Deleted: v.tombstone()})
 	}
 	if leaseVersion != s.leaseVersion {

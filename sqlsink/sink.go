@@ -37,8 +37,11 @@ type Config struct {
 	SQLitePath string
 	// Ack is AckSync or AckAsync.
 	Ack string
-	// MaxBatchRevisions bounds the revisions one SQL transaction writes.
+	// MaxBatchRevisions and MaxBatchBytes bound one SQL transaction: its
+	// revisions, and the bytes of their keys and values (a transaction
+	// holds at least one whole revision).
 	MaxBatchRevisions int
+	MaxBatchBytes     int
 	// WriteTimeout bounds one batch; ProbeInterval is how often an idle
 	// sink checks the database; RetryMin/RetryMax bound the backoff
 	// after a failure.
@@ -55,6 +58,7 @@ func DefaultConfig() Config {
 	return Config{
 		Ack:               AckSync,
 		MaxBatchRevisions: 1000,
+		MaxBatchBytes:     8 << 20,
 		WriteTimeout:      5 * time.Second,
 		ProbeInterval:     time.Second,
 		RetryMin:          50 * time.Millisecond,
@@ -75,7 +79,7 @@ func (c Config) Validate() error {
 	if c.Ack != AckSync && c.Ack != AckAsync {
 		return fmt.Errorf("sqlsink: ack must be %q or %q, got %q", AckSync, AckAsync, c.Ack)
 	}
-	if c.MaxBatchRevisions < 1 || c.WriteTimeout <= 0 || c.ProbeInterval <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
+	if c.MaxBatchRevisions < 1 || c.MaxBatchBytes < 1 || c.WriteTimeout <= 0 || c.ProbeInterval <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
 		return errors.New("sqlsink: batch size, timeouts and retry bounds must be positive")
 	}
 	return nil
@@ -123,6 +127,7 @@ type Sink struct {
 	cfg     Config
 	d       dialect
 	db      *sql.DB
+	wdb     *sql.DB // MySQL: the writer's sessions, which join statements; nil: the writer uses db
 	log     *slog.Logger
 	metrics *metrics
 
@@ -153,6 +158,7 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 			s.db.SetMaxOpenConns(8)
 			s.db.SetMaxIdleConns(8)
 			s.db.SetConnMaxLifetime(5 * time.Minute)
+			s.wdb, err = openJoining(cfg.MySQLDSN)
 		}
 	} else {
 		s.d = sqliteDialect{}
@@ -187,14 +193,40 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 // power loss took back.
 func sqliteDSN(path string) string {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(5000)", "foreign_keys(0)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(5000)", "foreign_keys(0)", "cache_size(-32768)"} {
 		q.Add("_pragma", p)
 	}
 	return "file:" + filepath.ToSlash(path) + "?" + q.Encode()
 }
 
-// Close closes the database handle.
-func (s *Sink) Close() error { return s.db.Close() }
+// openJoining opens the writer's handle on MySQL: its sessions take several
+// statements in one round trip, with arguments interpolated by the client
+// (a server-side prepared statement holds one statement).
+func openJoining(dsn string) (*sql.DB, error) {
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	mc.MultiStatements = true
+	mc.InterpolateParams = true
+	conn, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(2) // one writer, and room for a discarded session's replacement
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	return db, nil
+}
+
+// Close closes the database handles.
+func (s *Sink) Close() error {
+	if s.wdb != nil {
+		s.wdb.Close()
+	}
+	return s.db.Close()
+}
 
 // DB exposes the handle for checks and tests.
 func (s *Sink) DB() *sql.DB { return s.db }

@@ -60,7 +60,7 @@ func runUntil(t *testing.T, sk *Sink, st *fsm.Store, cond func() bool) {
 	for !cond() {
 		if time.Now().After(deadline) {
 			cancel()
-			t.Fatalf("sink did not reach the condition")
+			t.Fatalf("sink did not reach the condition (at revision %d, health %v)", sk.SunkRevision(), sk.Healthy())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -3,8 +3,10 @@ package sqlsink
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -73,7 +75,7 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 	defer func() { w.close() }()
 	for {
 		wait := store.AppliedWait()
-		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, leaseVersion)
+		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, s.cfg.MaxBatchBytes, leaseVersion)
 		if errors.Is(err, fsm.ErrCompacted) {
 			err = fmt.Errorf("%w: database at revision %d, history starts at %d: restore the database from a backup taken after that revision, or rebuild the cluster from this database",
 				ErrGap, s.sunkRev.Load(), ch.CompactRev)
@@ -155,110 +157,257 @@ func (s *Sink) probe(ctx context.Context) {
 func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbCompact int64, term uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
-	tx, err := w.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlsink: begin: %w", err)
-	}
-	defer tx.Rollback()
-
-	var fenced int64
-	if err := tx.QueryRowContext(ctx, s.d.lockMeta(), metaLeaderTerm).Scan(&fenced); err != nil {
-		return fmt.Errorf("sqlsink: read fence: %w", err)
-	}
-	if uint64(fenced) > term {
-		return fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, fenced, term)
-	}
-	if uint64(fenced) < term {
-		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", int64(term), metaLeaderTerm); err != nil {
-			return fmt.Errorf("sqlsink: set fence: %w", err)
-		}
-	}
+	var sc script
 	if !w.recorded && w.id != 0 {
-		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", w.id, metaWriterConn); err != nil {
-			return fmt.Errorf("sqlsink: record writer session: %w", err)
-		}
+		sc.add("record writer session", "UPDATE meta SET value = ? WHERE name = ?", w.id, metaWriterConn)
 	}
-	if err := s.writeLog(ctx, tx, ch.Changes); err != nil {
-		return err
-	}
-	if err := s.writeCurrent(ctx, tx, ch.Changes); err != nil {
-		return err
-	}
+	s.writeLog(&sc, ch.Changes)
+	s.writeCurrent(&sc, ch.Changes)
 	if ch.Leases != nil {
-		if err := s.writeLeases(ctx, tx, ch.Leases, ch.Complete); err != nil {
-			return err
-		}
+		s.writeLeases(&sc, ch.Leases, ch.Complete)
 	}
 	// Compaction is mirrored once the database holds the compact revision.
 	if ch.CompactRev > dbCompact && ch.CompactRev <= ch.UpTo {
 		stmts := s.d.compactLog()
-		if _, err := tx.ExecContext(ctx, stmts[0], ch.CompactRev, ch.CompactRev); err != nil {
-			return fmt.Errorf("sqlsink: compact: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, stmts[1], ch.CompactRev); err != nil {
-			return fmt.Errorf("sqlsink: compact: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", ch.CompactRev, metaCompact); err != nil {
-			return fmt.Errorf("sqlsink: compact: %w", err)
-		}
+		sc.add("compact", stmts[0], ch.CompactRev, ch.CompactRev)
+		sc.add("compact", stmts[1], ch.CompactRev)
+		sc.add("compact", "UPDATE meta SET value = ? WHERE name = ?", ch.CompactRev, metaCompact)
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ? AND value < ?", ch.UpTo, metaRevision, ch.UpTo); err != nil {
-		return fmt.Errorf("sqlsink: set revision: %w", err)
-	}
+	sc.add("set revision", "UPDATE meta SET value = ? WHERE name = ? AND value < ?", ch.UpTo, metaRevision, ch.UpTo)
 	if ch.Complete {
 		// Unconditional: raft indexes start over when a cluster is
 		// rebuilt from the database, and the fence orders writers.
-		if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ?", int64(ch.AppliedIndex), metaApplied); err != nil {
-			return fmt.Errorf("sqlsink: set applied index: %w", err)
-		}
+		sc.add("set applied index", "UPDATE meta SET value = ? WHERE name = ?", int64(ch.AppliedIndex), metaApplied)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlsink: commit: %w", err)
+	if err := w.run(ctx, s.d, term, sc); err != nil {
+		return err
 	}
 	w.recorded = true
 	return nil
 }
 
+// stmt is one statement of a batch.
+type stmt struct {
+	what string // for errors
+	q    string
+	args []any
+	size int // an upper bound of its bytes on the wire
+}
+
+// script is the statements a batch runs after its fence check, in order.
+type script []stmt
+
+// argBytes bounds the bytes an argument takes in a statement: bytes may be
+// escaped one for one, and quoted.
+func argBytes(a any) int {
+	switch v := a.(type) {
+	case []byte:
+		return 2*len(v) + 12
+	case string:
+		return 2*len(v) + 2
+	}
+	return 21
+}
+
+func (sc *script) add(what, q string, args ...any) {
+	size := len(q)
+	for _, a := range args {
+		size += argBytes(a)
+	}
+	*sc = append(*sc, stmt{what: what, q: q, args: args, size: size})
+}
+
+// addRows adds a statement over rows (each a list of column values) as
+// few statements as the dialect's placeholder limit and maxStatementBytes
+// allow; render returns the text of a statement over n rows.
+func (sc *script) addRows(what string, render func(n int) string, cols, maxParams int, rows func(yield func([]any))) {
+	var args []any
+	n, size := 0, 0
+	flush := func() {
+		if n > 0 {
+			sc.add(what, render(n), args...)
+		}
+		args, n, size = nil, 0, 0
+	}
+	rows(func(row []any) {
+		rowSize := 0
+		for _, a := range row {
+			rowSize += argBytes(a)
+		}
+		if n > 0 && ((n+1)*cols > maxParams || size+rowSize > maxStatementBytes) {
+			flush()
+		}
+		args = append(args, row...)
+		n++
+		size += rowSize
+	})
+	flush()
+}
+
+// maxStatementBytes bounds a statement (and, on MySQL, a round trip of
+// several) well below MySQL's smallest default max_allowed_packet (4 MiB);
+// one row larger than that still goes alone.
+const maxStatementBytes = 3 << 20
+
 // writer is the leader's own database session. All its batches use it, and
 // its id is recorded in meta with its first batch. A dialect without
 // sessions (SQLite) writes through the pool.
 type writer struct {
-	db interface {
-		BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
-	}
-	conn     *sql.Conn // nil: the pool
+	pool     *sql.DB   // SQLite: the pool
+	conn     *sql.Conn // MySQL: the own session, which takes several statements per round trip
 	id       int64     // 0: the dialect has no session ids
 	recorded bool
+	broken   bool // a batch failed on conn: a transaction may be open on it
 }
 
 func (w *writer) close() {
-	if w != nil && w.conn != nil {
-		w.conn.Close()
+	if w == nil || w.conn == nil {
+		return
 	}
+	if w.broken {
+		// Discard the session rather than return it to the pool: the
+		// server rolls back whatever it left open.
+		w.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	w.conn.Close()
 }
 
 func (s *Sink) openWriter(ctx context.Context) (*writer, error) {
-	if s.d.sessionID() == "" {
-		return &writer{db: s.db}, nil
+	if s.wdb == nil {
+		return &writer{pool: s.db}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
-	conn, err := s.db.Conn(ctx)
+	conn, err := s.wdb.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sqlsink: connect: %w", err)
 	}
-	w := &writer{db: conn, conn: conn}
+	w := &writer{conn: conn}
 	if q := s.d.sessionSetup(); q != "" {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
-			conn.Close()
+			w.broken = true
+			w.close()
 			return nil, fmt.Errorf("sqlsink: session setup: %w", err)
 		}
 	}
 	if err := conn.QueryRowContext(ctx, s.d.sessionID()).Scan(&w.id); err != nil {
-		conn.Close()
+		w.broken = true
+		w.close()
 		return nil, fmt.Errorf("sqlsink: session id: %w", err)
 	}
 	return w, nil
+}
+
+// run checks the fence and runs sc in one transaction.
+func (w *writer) run(ctx context.Context, d dialect, term uint64, sc script) error {
+	if w.conn != nil {
+		err := w.runJoined(ctx, d, term, sc)
+		if err != nil {
+			w.broken = true
+		}
+		return err
+	}
+	tx, err := w.pool.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlsink: begin: %w", err)
+	}
+	defer tx.Rollback()
+	var fenced int64
+	if err := tx.QueryRowContext(ctx, d.lockMeta(), metaLeaderTerm).Scan(&fenced); err != nil {
+		return fmt.Errorf("sqlsink: read fence: %w", err)
+	}
+	if sc, err = withFence(sc, fenced, term); err != nil {
+		return err
+	}
+	for _, st := range sc {
+		if _, err := tx.ExecContext(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("sqlsink: %s: %w", st.what, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlsink: commit: %w", err)
+	}
+	return nil
+}
+
+// runJoined is run on a session that takes several statements at once: one
+// round trip opens the transaction and locks the fence, the next sends
+// every statement and the commit (more round trips only when the
+// statements exceed maxStatementBytes). Under load most of a batch's time
+// on a busy machine is spent waiting for round trips, not in the rows.
+func (w *writer) runJoined(ctx context.Context, d dialect, term uint64, sc script) error {
+	rows, err := w.conn.QueryContext(ctx, "START TRANSACTION; "+d.lockMeta(), metaLeaderTerm)
+	if err != nil {
+		return fmt.Errorf("sqlsink: read fence: %w", err)
+	}
+	fenced, err := firstInt(rows)
+	if err != nil {
+		return fmt.Errorf("sqlsink: read fence: %w", err)
+	}
+	if sc, err = withFence(sc, fenced, term); err != nil {
+		return err
+	}
+	var q strings.Builder
+	var args []any
+	size := 0
+	send := func() error {
+		_, err := w.conn.ExecContext(ctx, q.String(), args...)
+		q.Reset()
+		args, size = nil, 0
+		return err
+	}
+	for _, st := range sc {
+		if size > 0 && size+st.size > maxStatementBytes {
+			if err := send(); err != nil {
+				return fmt.Errorf("sqlsink: write batch: %w", err)
+			}
+		}
+		q.WriteString(st.q)
+		q.WriteString(";")
+		args = append(args, st.args...)
+		size += st.size
+	}
+	q.WriteString("COMMIT")
+	if err := send(); err != nil {
+		return fmt.Errorf("sqlsink: write batch: %w", err)
+	}
+	return nil
+}
+
+// withFence fails with ErrFenced when the database's fence is above term,
+// and otherwise returns sc, first raising the fence to term if it is below.
+func withFence(sc script, fenced int64, term uint64) (script, error) {
+	switch {
+	case uint64(fenced) > term:
+		return nil, fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, fenced, term)
+	case uint64(fenced) < term:
+		var raise script
+		raise.add("set fence", "UPDATE meta SET value = ? WHERE name = ?", int64(term), metaLeaderTerm)
+		return append(raise, sc...), nil
+	}
+	return sc, nil
+}
+
+// firstInt reads the first row's integer from the first result set that
+// has rows.
+func firstInt(rows *sql.Rows) (int64, error) {
+	defer rows.Close()
+	for {
+		if rows.Next() {
+			var v int64
+			err := rows.Scan(&v)
+			return v, err
+		}
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+		if !rows.NextResultSet() {
+			if err := rows.Err(); err != nil {
+				return 0, err
+			}
+			return 0, sql.ErrNoRows
+		}
+	}
 }
 
 // evictWriter ends the session of the writer recorded in meta when it
@@ -296,26 +445,19 @@ const logCols = 8
 
 // writeLog inserts the history rows; rows already there (a batch retried
 // after a crash) are skipped.
-func (s *Sink) writeLog(ctx context.Context, tx *sql.Tx, changes []fsm.Change) error {
-	per := s.d.maxParams() / logCols
-	for len(changes) > 0 {
-		n := min(len(changes), per)
-		args := make([]any, 0, n*logCols)
-		for _, c := range changes[:n] {
+func (s *Sink) writeLog(sc *script, changes []fsm.Change) {
+	head := s.d.insertIgnore("kv_log") + " (revision, sub, deleted, " + s.d.q("key") +
+		", value, create_revision, version, lease) VALUES "
+	render := func(n int) string { return head + placeholders(n, logCols) }
+	sc.addRows("insert history", render, logCols, s.d.maxParams(), func(yield func([]any)) {
+		for _, c := range changes {
 			del := 0
 			if c.Deleted {
 				del = 1
 			}
-			args = append(args, c.KV.ModRevision, c.Sub, del, c.KV.Key, nonNil(c.KV.Value), c.KV.CreateRevision, c.KV.Version, c.KV.Lease)
+			yield([]any{c.KV.ModRevision, c.Sub, del, c.KV.Key, nonNil(c.KV.Value), c.KV.CreateRevision, c.KV.Version, c.KV.Lease})
 		}
-		q := s.d.insertIgnore("kv_log") + " (revision, sub, deleted, " + s.d.q("key") +
-			", value, create_revision, version, lease) VALUES " + placeholders(n, logCols)
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("sqlsink: insert history: %w", err)
-		}
-		changes = changes[n:]
-	}
-	return nil
+	})
 }
 
 const kvCols = 6
@@ -323,7 +465,7 @@ const kvCols = 6
 // writeCurrent brings the kv rows of the touched keys to their last version
 // in the batch. Writes never move a row backwards (mod_revision only
 // grows), so replaying a batch is harmless.
-func (s *Sink) writeCurrent(ctx context.Context, tx *sql.Tx, changes []fsm.Change) error {
+func (s *Sink) writeCurrent(sc *script, changes []fsm.Change) {
 	last := make(map[string]fsm.Change, len(changes))
 	order := make([]string, 0, len(changes))
 	for _, c := range changes {
@@ -333,36 +475,23 @@ func (s *Sink) writeCurrent(ctx context.Context, tx *sql.Tx, changes []fsm.Chang
 		}
 		last[k] = c
 	}
-	var puts []fsm.Change
-	var dels []fsm.Change
+	head := "INSERT INTO kv (" + s.d.q("key") + ", value, create_revision, mod_revision, version, lease) VALUES "
+	render := func(n int) string { return head + placeholders(n, kvCols) + s.d.upsertKV() }
+	sc.addRows("upsert current", render, kvCols, s.d.maxParams(), func(yield func([]any)) {
+		for _, k := range order {
+			if c := last[k]; !c.Deleted {
+				yield([]any{c.KV.Key, nonNil(c.KV.Value), c.KV.CreateRevision, c.KV.ModRevision, c.KV.Version, c.KV.Lease})
+			}
+		}
+	})
+	// Each key only below its deletion, so that replaying a batch never
+	// deletes a newer version. One statement per key: SQLite plans a long
+	// OR of keys far worse, and MySQL gets them all in one round trip.
 	for _, k := range order {
 		if c := last[k]; c.Deleted {
-			dels = append(dels, c)
-		} else {
-			puts = append(puts, c)
+			sc.add("delete current", "DELETE FROM kv WHERE "+s.d.q("key")+" = ? AND mod_revision < ?", c.KV.Key, c.KV.ModRevision)
 		}
 	}
-	per := s.d.maxParams() / kvCols
-	for len(puts) > 0 {
-		n := min(len(puts), per)
-		args := make([]any, 0, n*kvCols)
-		for _, c := range puts[:n] {
-			args = append(args, c.KV.Key, nonNil(c.KV.Value), c.KV.CreateRevision, c.KV.ModRevision, c.KV.Version, c.KV.Lease)
-		}
-		q := "INSERT INTO kv (" + s.d.q("key") + ", value, create_revision, mod_revision, version, lease) VALUES " +
-			placeholders(n, kvCols) + s.d.upsertKV()
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("sqlsink: upsert current: %w", err)
-		}
-		puts = puts[n:]
-	}
-	for _, c := range dels {
-		q := "DELETE FROM kv WHERE " + s.d.q("key") + " = ? AND mod_revision < ?"
-		if _, err := tx.ExecContext(ctx, q, c.KV.Key, c.KV.ModRevision); err != nil {
-			return fmt.Errorf("sqlsink: delete current: %w", err)
-		}
-	}
-	return nil
 }
 
 // writeLeases stores the lease set. A batch that reaches the store's
@@ -370,27 +499,18 @@ func (s *Sink) writeCurrent(ctx context.Context, tx *sql.Tx, changes []fsm.Chang
 // leases, because the lease set it read is newer than its revisions: the
 // table then holds a superset of the leases at the high-water mark, so no
 // stored key refers to a missing lease.
-func (s *Sink) writeLeases(ctx context.Context, tx *sql.Tx, leases []fsm.LeaseInfo, complete bool) error {
+func (s *Sink) writeLeases(sc *script, leases []fsm.LeaseInfo, complete bool) {
 	insert := s.d.insertIgnore("leases")
 	if complete {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM leases"); err != nil {
-			return fmt.Errorf("sqlsink: leases: %w", err)
-		}
+		sc.add("leases", "DELETE FROM leases")
 		insert = "INSERT INTO leases"
 	}
-	per := s.d.maxParams() / 2
-	for len(leases) > 0 {
-		n := min(len(leases), per)
-		args := make([]any, 0, 2*n)
-		for _, l := range leases[:n] {
-			args = append(args, l.ID, l.TTL)
+	render := func(n int) string { return insert + " (id, ttl) VALUES " + placeholders(n, 2) }
+	sc.addRows("leases", render, 2, s.d.maxParams(), func(yield func([]any)) {
+		for _, l := range leases {
+			yield([]any{l.ID, l.TTL})
 		}
-		if _, err := tx.ExecContext(ctx, insert+" (id, ttl) VALUES "+placeholders(n, 2), args...); err != nil {
-			return fmt.Errorf("sqlsink: leases: %w", err)
-		}
-		leases = leases[n:]
-	}
-	return nil
+	})
 }
 
 // nonNil stores an empty value as an empty blob, never NULL.

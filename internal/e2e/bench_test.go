@@ -123,15 +123,18 @@ func BenchmarkRangePrefix10k(b *testing.B) {
 // this 2-core machine competes with the server for CPU) stays small.
 func BenchmarkPutToEvent1000Watchers(b *testing.B) {
 	const streams, perStream = 10, 100
-	p := testserver.StartProcess(b, b.TempDir())
-	c := testserver.NewClient(b, p.URL)
+	url := os.Getenv("ETCDSQL_BENCH_URL")
+	if url == "" {
+		url = testserver.StartProcess(b, b.TempDir()).URL
+	}
+	c := testserver.NewClient(b, url)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lats := make([][]time.Duration, streams)
 	var wg sync.WaitGroup
 	for st := 0; st < streams; st++ {
 		// A connection per stream, as gateways each have their own.
-		wc := testserver.NewClient(b, p.URL)
+		wc := testserver.NewClient(b, url)
 		stream, err := pb.NewWatchClient(wc.ActiveConnection()).Watch(ctx)
 		if err != nil {
 			b.Fatal(err)
@@ -165,7 +168,7 @@ func BenchmarkPutToEvent1000Watchers(b *testing.B) {
 	var putLat []time.Duration
 	if prof := os.Getenv("ETCDSQL_BENCH_PROFILE"); prof != "" {
 		go func() {
-			resp, err := http.Get(p.URL + "/debug/pprof/" + os.Getenv("ETCDSQL_BENCH_PROFILE_KIND"))
+			resp, err := http.Get(url + "/debug/pprof/" + os.Getenv("ETCDSQL_BENCH_PROFILE_KIND"))
 			if err == nil {
 				f, _ := os.Create(prof)
 				io.Copy(f, resp.Body)
@@ -197,7 +200,7 @@ func BenchmarkPutToEvent1000Watchers(b *testing.B) {
 	}
 	b.StopTimer()
 	if path := os.Getenv("ETCDSQL_BENCH_ALLOCS"); path != "" {
-		if resp, err := http.Get(p.URL + "/debug/pprof/allocs"); err == nil {
+		if resp, err := http.Get(url + "/debug/pprof/allocs"); err == nil {
 			f, _ := os.Create(path)
 			io.Copy(f, resp.Body)
 			f.Close()

@@ -38,7 +38,7 @@ func BenchmarkMariaDBCeiling(b *testing.B) {
 			dsn := mysqltest.NewDatabase(b)
 			// The sink creates the schema.
 			sk, err := sqlsink.Open(context.Background(), sqlsink.Config{MySQLDSN: dsn, Ack: sqlsink.AckSync,
-				MaxBatchRevisions: 1, WriteTimeout: time.Second, ProbeInterval: time.Second, RetryMin: time.Millisecond, RetryMax: time.Second})
+				MaxBatchRevisions: 1, MaxBatchBytes: 1 << 20, WriteTimeout: time.Second, ProbeInterval: time.Second, RetryMin: time.Millisecond, RetryMax: time.Second})
 			if err != nil {
 				b.Fatal(err)
 			}
