@@ -158,13 +158,21 @@ func BenchmarkClusterPut(b *testing.B) {
 // all 9,000 watchers. Reports put→event latency over every delivery.
 func BenchmarkClusterWatchFanout(b *testing.B) {
 	const streamsPerMember, perStream = 30, 100
-	ps := testcluster.StartProcesses(b, 3, "--mysql-dsn", mysqltest.NewDatabase(b), "--enable-pprof")
-	writer := testserver.NewClient(b, ps.Endpoints()...)
+	// ETCDSQL_BENCH_URLS (three comma-separated client URLs) runs the same
+	// load against another cluster, e.g. etcd's, for comparison.
+	var endpoints []string
+	if urls := os.Getenv("ETCDSQL_BENCH_URLS"); urls != "" {
+		endpoints = strings.Split(urls, ",")
+	} else {
+		ps := testcluster.StartProcesses(b, 3, "--mysql-dsn", mysqltest.NewDatabase(b), "--enable-pprof")
+		endpoints = ps.Endpoints()
+	}
+	writer := testserver.NewClient(b, endpoints...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lats := make([][]time.Duration, 0, 3*streamsPerMember)
 	var wg sync.WaitGroup
-	for m, url := range ps.Endpoints() {
+	for m, url := range endpoints {
 		for range streamsPerMember {
 			wc := testserver.NewClient(b, url)
 			stream, err := wc.ActiveConnection().NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
@@ -204,7 +212,7 @@ func BenchmarkClusterWatchFanout(b *testing.B) {
 	}
 	var putLat []time.Duration
 	if prof := os.Getenv("ETCDSQL_BENCH_PROFILE"); prof != "" {
-		go saveProfile(ps.Endpoints()[1]+"/debug/pprof/profile?seconds=15", prof)
+		go saveProfile(endpoints[1]+"/debug/pprof/profile?seconds=15", prof)
 	}
 	b.ResetTimer()
 	for range b.N {
