@@ -22,11 +22,11 @@ import (
 )
 
 // benchPuts runs b.N puts of 256-byte values from workers goroutines over
-// 8 client connections to s, and reports puts/s.
-func benchPuts(b *testing.B, s *testserver.Server, workers int) {
+// 8 client connections to url, and reports puts/s.
+func benchPuts(b *testing.B, url string, workers int) {
 	cs := make([]*clientv3.Client, 0, 8)
 	for i := 0; i < 8; i++ {
-		cs = append(cs, s.Client(b))
+		cs = append(cs, testserver.NewClient(b, url))
 	}
 	ctx := context.Background()
 	value := strings.Repeat("v", 256)
@@ -56,7 +56,15 @@ func benchPuts(b *testing.B, s *testserver.Server, workers int) {
 // concurrent clients.
 func BenchmarkPut(b *testing.B) {
 	for _, clients := range []int{1, 64} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { benchPuts(b, testserver.Start(b), clients) })
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			// ETCDSQL_BENCH_URL runs the load against another server,
+			// e.g. etcd's, for comparison.
+			url := os.Getenv("ETCDSQL_BENCH_URL")
+			if url == "" {
+				url = testserver.Start(b).URL
+			}
+			benchPuts(b, url, clients)
+		})
 	}
 }
 
