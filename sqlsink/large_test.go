@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -19,6 +20,9 @@ import (
 // revision that deletes 5,000 keys of 3,000 bytes. A rebuild from the
 // database then equals the store.
 func TestLargeBacklogIsWrittenInBoundedBatches(t *testing.T) {
+	if raceEnabled {
+		t.Skip("scale test: runs in the plain (non-race) pass of make test")
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  func(*Config)
@@ -46,7 +50,7 @@ func TestLargeBacklogIsWrittenInBoundedBatches(t *testing.T) {
 			rs.apply(&pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("/long/"), RangeEnd: []byte("/long0")}})
 			rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("/last"), Value: []byte("v")}})
 			want := rs.s.Rev()
-			runUntil(t, sk, rs.s, func() bool { return sk.SunkRevision() >= want })
+			runUntilWithin(t, time.Minute, sk, rs.s, func() bool { return sk.SunkRevision() >= want })
 			if err := sk.Healthy(); err != nil {
 				t.Fatalf("sink unhealthy after the backlog: %v", err)
 			}
@@ -78,5 +82,36 @@ func TestLargeBacklogIsWrittenInBoundedBatches(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A batch too big for the write timeout (one revision that deletes 3,000
+// keys, against a 5 ms timeout) is retried with a longer timeout while the
+// database answers, instead of timing out forever.
+func TestBatchOverTheTimeoutIsRetriedWithALongerOne(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SQLitePath = filepath.Join(t.TempDir(), "db")
+	cfg.WriteTimeout = 5 * time.Millisecond
+	cfg.RetryMin = time.Millisecond
+	sk, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	rs := newTestStore(t)
+	for i := 0; i < 3000; i++ {
+		rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: fmt.Appendf(nil, "/k/%04d", i), Value: []byte("v")}})
+	}
+	// The puts go in batches that fit the timeout, as the sink keeps up.
+	runUntilWithin(t, time.Minute, sk, rs.s, func() bool { return sk.SunkRevision() == rs.s.Rev() })
+	rs.apply(&pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("/k/"), RangeEnd: []byte("/k0")}})
+	want := rs.s.Rev()
+	runUntilWithin(t, time.Minute, sk, rs.s, func() bool { return sk.SunkRevision() == want })
+	var n int
+	if err := sk.DB().QueryRow("SELECT COUNT(*) FROM kv").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d keys left in kv after the revision that deleted them all", n)
 	}
 }

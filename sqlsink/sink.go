@@ -42,7 +42,9 @@ type Config struct {
 	// holds at least one whole revision).
 	MaxBatchRevisions int
 	MaxBatchBytes     int
-	// WriteTimeout bounds one batch; ProbeInterval is how often an idle
+	// WriteTimeout bounds one batch (a batch that times out against a
+	// database that answers gets twice as long on each retry, up to
+	// 5 minutes); ProbeInterval is how often an idle
 	// sink checks the database; RetryMin/RetryMax bound the backoff
 	// after a failure.
 	WriteTimeout  time.Duration

@@ -50,13 +50,18 @@ func openSQLite(t *testing.T, path string) *Sink {
 	return s
 }
 
-// runUntil runs the sink until cond holds, then stops it.
+// runUntil runs the sink until cond holds (within 10 s), then stops it.
 func runUntil(t *testing.T, sk *Sink, st *fsm.Store, cond func() bool) {
+	t.Helper()
+	runUntilWithin(t, 10*time.Second, sk, st, cond)
+}
+
+func runUntilWithin(t *testing.T, within time.Duration, sk *Sink, st *fsm.Store, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sk.Run(ctx, st, 1) }()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
 			cancel()

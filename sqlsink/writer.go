@@ -68,7 +68,7 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 	s.log.Info("sink started", "rev", st.Revision, "term", term)
 	var leaseVersion uint64 // 0: leases are written on the first batch
 	dbCompact := st.CompactRev
-	backoff := s.cfg.RetryMin
+	backoff, timeout := s.cfg.RetryMin, s.cfg.WriteTimeout
 	probe := time.NewTicker(s.cfg.ProbeInterval)
 	defer probe.Stop()
 	var w *writer // the leader's own session; a new one after an error
@@ -98,7 +98,7 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 			w, err = s.openWriter(ctx)
 		}
 		if err == nil {
-			err = s.writeBatch(ctx, w, ch, dbCompact, term)
+			err = s.writeBatch(ctx, w, ch, dbCompact, term, timeout)
 		}
 		s.metrics.observeBatch(len(ch.Changes), time.Since(start), err)
 		if errors.Is(err, ErrFenced) {
@@ -114,6 +114,16 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 			if isLockWait(err) && s.evictWriter(ctx) {
 				continue // retry at once: the lock is free
 			}
+			// A batch that ran out of time against a database that
+			// answers is too big for the timeout, not stuck (one
+			// revision may delete many thousands of keys): the next
+			// attempt gets twice as long. An unreachable database keeps
+			// the short timeout, so that it is retried promptly.
+			if errors.Is(err, errBatchTimeout) && s.answers(ctx) {
+				timeout = min(2*timeout, maxWriteTimeout)
+				s.log.Warn("batch timed out against a database that answers: retrying with a longer timeout",
+					"changes", len(ch.Changes), "timeout", timeout)
+			}
 			s.setHealth(err)
 			select {
 			case <-ctx.Done():
@@ -123,7 +133,7 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 			backoff = min(2*backoff, s.cfg.RetryMax)
 			continue
 		}
-		backoff = s.cfg.RetryMin
+		backoff, timeout = s.cfg.RetryMin, s.cfg.WriteTimeout
 		if ch.Leases != nil && ch.Complete {
 			leaseVersion = ch.LeaseVersion
 		}
@@ -137,6 +147,19 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 		s.setHealth(nil)
 		s.notify()
 	}
+}
+
+// maxWriteTimeout bounds how long the timeout of a batch grows.
+const maxWriteTimeout = 5 * time.Minute
+
+var errBatchTimeout = errors.New("sqlsink: batch timed out")
+
+// answers reports whether the database answers a ping within a probe
+// interval.
+func (s *Sink) answers(ctx context.Context) bool {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeInterval)
+	defer cancel()
+	return s.db.PingContext(pctx) == nil
 }
 
 // probe checks an idle database, so that an outage is noticed (and writes
@@ -154,9 +177,14 @@ func (s *Sink) probe(ctx context.Context) {
 // writeBatch stores one read of changes in one transaction: the history
 // rows, the current rows of the keys they touch, the leases if they
 // changed, compaction, and the meta rows, after checking the fence.
-func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbCompact int64, term uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbCompact int64, term uint64, timeout time.Duration) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	defer func() {
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w after %v: %w", errBatchTimeout, timeout, err)
+		}
+	}()
 	var sc script
 	if !w.recorded && w.id != 0 {
 		sc.add("record writer session", "UPDATE meta SET value = ? WHERE name = ?", w.id, metaWriterConn)

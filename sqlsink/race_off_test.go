@@ -1,0 +1,5 @@
+//go:build !race
+
+package sqlsink
+
+const raceEnabled = false
