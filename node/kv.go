@@ -41,8 +41,11 @@ func (n *Node) propose(ctx context.Context, r *pb.InternalRaftRequest) (*fsm.Res
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		switch {
-		case errors.Is(err, raft.ErrNotLeader):
-			return nil, ErrNotLeader // not proposed: the caller may retry elsewhere
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			// Not proposed: the caller retries with the next leader (a
+			// leader hands over before it stops, and refuses new
+			// entries meanwhile).
+			return nil, ErrNotLeader
 		case errors.Is(err, raft.ErrRaftShutdown):
 			return nil, ErrStopped
 		case errors.Is(err, raft.ErrLeadershipLost):
