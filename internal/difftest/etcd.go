@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcdsql/etcdsql/internal/freeport"
 )
 
 // EtcdBinary is the etcd 3.4 executable started by StartEtcd. The
@@ -171,15 +172,14 @@ func probeHealth(ctx context.Context, client *http.Client, clientURL string) (bo
 	return true, nil
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1. The port is
-// released before use, so a start attempt can still lose a race for it.
+// freePort picks a free port on 127.0.0.1 (see freeport.Ports). The port
+// is released before use, so a start attempt can still lose a race for it.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeport.Ports(1)
 	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
+		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
 // tail returns at most the last n bytes of a file, for diagnostics.

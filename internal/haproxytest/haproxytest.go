@@ -5,15 +5,17 @@ package haproxytest
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/etcdsql/etcdsql/internal/freeport"
 )
 
 // Config is HAProxy's configuration for a member list, in HTTP mode: every
@@ -61,12 +63,11 @@ func Start(t testing.TB, backends []string) string {
 	if err != nil {
 		t.Fatalf("haproxy is not installed (apt-get install haproxy): %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeport.Ports(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(Config(addr, backends)), 0o600); err != nil {

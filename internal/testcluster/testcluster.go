@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsql/etcdsql/cluster"
+	"github.com/etcdsql/etcdsql/internal/freeport"
 	"github.com/etcdsql/etcdsql/internal/testserver"
 	"github.com/etcdsql/etcdsql/node"
 	"github.com/etcdsql/etcdsql/rpc"
@@ -62,28 +62,12 @@ type Cluster struct {
 	Members []*Member
 }
 
-// freePorts reserves n distinct loopback ports (TCP and UDP free).
+// freePorts picks n distinct loopback ports (see freeport.Ports).
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", l.Addr().String())
-		if err != nil {
-			l.Close()
-			continue
-		}
-		u.Close()
-		ls = append(ls, l)
-		ports = append(ports, port)
-	}
-	for _, l := range ls {
-		l.Close()
+	ports, err := freeport.Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }
