@@ -119,7 +119,7 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 			// revision may delete many thousands of keys): the next
 			// attempt gets twice as long. An unreachable database keeps
 			// the short timeout, so that it is retried promptly.
-			if errors.Is(err, errBatchTimeout) && s.answers(ctx) {
+			if errors.Is(err, errBatchTimeout) && s.ping(ctx) == nil {
 				timeout = min(2*timeout, maxWriteTimeout)
 				s.log.Warn("batch timed out against a database that answers: retrying with a longer timeout",
 					"changes", len(ch.Changes), "timeout", timeout)
@@ -154,20 +154,17 @@ const maxWriteTimeout = 5 * time.Minute
 
 var errBatchTimeout = errors.New("sqlsink: batch timed out")
 
-// answers reports whether the database answers a ping within a probe
-// interval.
-func (s *Sink) answers(ctx context.Context) bool {
+// ping asks the database to answer within a probe interval.
+func (s *Sink) ping(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeInterval)
 	defer cancel()
-	return s.db.PingContext(pctx) == nil
+	return s.db.PingContext(pctx)
 }
 
 // probe checks an idle database, so that an outage is noticed (and writes
 // refused) before a write has to find out.
 func (s *Sink) probe(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeInterval)
-	defer cancel()
-	err := s.db.PingContext(pctx)
+	err := s.ping(ctx)
 	if ctx.Err() != nil {
 		return
 	}
@@ -245,15 +242,15 @@ func (sc *script) add(what, q string, args ...any) {
 	*sc = append(*sc, stmt{what: what, q: q, args: args, size: size})
 }
 
-// addRows adds a statement over rows (each a list of column values) as
-// few statements as the dialect's placeholder limit and maxStatementBytes
-// allow; render returns the text of a statement over n rows.
-func (sc *script) addRows(what string, render func(n int) string, cols, maxParams int, rows func(yield func([]any))) {
+// addRows adds "head (?,...),(?,...) tail" over rows (each a list of cols
+// column values) as few statements as the dialect's placeholder limit and
+// maxStatementBytes allow.
+func (sc *script) addRows(what, head, tail string, cols, maxParams int, rows func(yield func([]any))) {
 	var args []any
 	n, size := 0, 0
 	flush := func() {
 		if n > 0 {
-			sc.add(what, render(n), args...)
+			sc.add(what, head+placeholders(n, cols)+tail, args...)
 		}
 		args, n, size = nil, 0, 0
 	}
@@ -476,8 +473,7 @@ const logCols = 8
 func (s *Sink) writeLog(sc *script, changes []fsm.Change) {
 	head := s.d.insertIgnore("kv_log") + " (revision, sub, deleted, " + s.d.q("key") +
 		", value, create_revision, version, lease) VALUES "
-	render := func(n int) string { return head + placeholders(n, logCols) }
-	sc.addRows("insert history", render, logCols, s.d.maxParams(), func(yield func([]any)) {
+	sc.addRows("insert history", head, "", logCols, s.d.maxParams(), func(yield func([]any)) {
 		for _, c := range changes {
 			del := 0
 			if c.Deleted {
@@ -504,8 +500,7 @@ func (s *Sink) writeCurrent(sc *script, changes []fsm.Change) {
 		last[k] = c
 	}
 	head := "INSERT INTO kv (" + s.d.q("key") + ", value, create_revision, mod_revision, version, lease) VALUES "
-	render := func(n int) string { return head + placeholders(n, kvCols) + s.d.upsertKV() }
-	sc.addRows("upsert current", render, kvCols, s.d.maxParams(), func(yield func([]any)) {
+	sc.addRows("upsert current", head, s.d.upsertKV(), kvCols, s.d.maxParams(), func(yield func([]any)) {
 		for _, k := range order {
 			if c := last[k]; !c.Deleted {
 				yield([]any{c.KV.Key, nonNil(c.KV.Value), c.KV.CreateRevision, c.KV.ModRevision, c.KV.Version, c.KV.Lease})
@@ -533,8 +528,7 @@ func (s *Sink) writeLeases(sc *script, leases []fsm.LeaseInfo, complete bool) {
 		sc.add("leases", "DELETE FROM leases")
 		insert = "INSERT INTO leases"
 	}
-	render := func(n int) string { return insert + " (id, ttl) VALUES " + placeholders(n, 2) }
-	sc.addRows("leases", render, 2, s.d.maxParams(), func(yield func([]any)) {
+	sc.addRows("leases", insert+" (id, ttl) VALUES ", "", 2, s.d.maxParams(), func(yield func([]any)) {
 		for _, l := range leases {
 			yield([]any{l.ID, l.TTL})
 		}
