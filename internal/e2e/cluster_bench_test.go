@@ -292,12 +292,7 @@ func BenchmarkClusterFailover(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		leader := procLeader(b, ps)
-		var survivors []string
-		for i, u := range ps.Endpoints() {
-			if i != leader {
-				survivors = append(survivors, u)
-			}
-		}
+		survivors := ps.EndpointsExcept(leader)
 		cl := testserver.NewClient(b, survivors...)
 		if _, err := cl.Put(ctx, "failover", "before"); err != nil {
 			b.Fatal(err)

@@ -713,12 +713,7 @@ func TestClusterPausedLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	leader := procLeader(t, ps)
-	var others []string
-	for i, u := range ps.Endpoints() {
-		if i != leader {
-			others = append(others, u)
-		}
-	}
+	others := ps.EndpointsExcept(leader)
 	cl := testserver.NewClient(t, others...)
 	// Writes run throughout, so that the leader is paused in the middle
 	// of its work (its sink likely inside a database transaction).

@@ -148,6 +148,17 @@ func (ps *Procs) Endpoints() []string {
 	return out
 }
 
+// EndpointsExcept returns the client URLs of every member but member i.
+func (ps *Procs) EndpointsExcept(i int) []string {
+	var out []string
+	for j, p := range ps.Procs {
+		if j != i {
+			out = append(out, p.URL)
+		}
+	}
+	return out
+}
+
 func (ps *Procs) String() string { return fmt.Sprint(ps.Endpoints()) }
 
 // Pause stops member i's process (SIGSTOP): it holds its connections and
