@@ -24,7 +24,10 @@ func (b storeBackend) NewWatchStream() *fsm.WatchStream { return b.s.NewWatchStr
 func (b storeBackend) Store() *fsm.Store                { return b.s }
 func (b storeBackend) ClusterID() uint64                { return 1 }
 func (b storeBackend) MemberID() uint64                 { return 2 }
-func (b storeBackend) Term() uint64                     { return 3 }
+
+// ReadBarrier: the store is the only one, so there is nothing to catch up.
+func (b storeBackend) ReadBarrier(context.Context) error { return nil }
+func (b storeBackend) Term() uint64                      { return 3 }
 
 func serveStore(t *testing.T, s *fsm.Store) *clientv3.Client {
 	t.Helper()

@@ -133,6 +133,7 @@ type watchStream struct {
 	// has caught up) or the revision is in the future (etcd accepts such a
 	// watch at once). So a watch reopened on a lagging member never
 	// starts with a header revision below what its client has seen.
+	// Creates from a past revision wait for one as well (see create).
 	pending []*pb.WatchCreateRequest
 	barrier chan error       // the barrier in flight, or nil
 	retry   <-chan time.Time // a failed barrier's retry, or nil
@@ -214,7 +215,11 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 	if cr == nil {
 		return nil
 	}
-	if len(st.pending) > 0 || cr.StartRevision > st.srv.b.Store().Rev()+1 {
+	// A create from a past revision waits for a barrier too, so that it
+	// sees every compaction acknowledged before it, on whichever member
+	// it was made: it is then cancelled as etcd's leader would cancel it.
+	rev := st.srv.b.Store().Rev()
+	if len(st.pending) > 0 || cr.StartRevision > rev+1 || (cr.StartRevision > 0 && cr.StartRevision <= rev) {
 		st.pending = append(st.pending, cr)
 		st.startBarrier()
 		return nil
