@@ -11,10 +11,18 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
-// Ports returns n distinct ports on 127.0.0.1, each free for TCP and UDP a
-// moment ago. They are picked below the kernel's ephemeral range: outgoing
+// given holds every port this process has handed out: a port picked for
+// one member and not yet bound must not be picked again for another.
+var given = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// Ports returns n ports on 127.0.0.1, each free for TCP and UDP a moment
+// ago and never returned before in this process. They are picked below the kernel's ephemeral range: outgoing
 // connections (to MariaDB, between members) take their local ports from
 // that range, and would otherwise take a picked port before its test binds
 // it.
@@ -29,17 +37,17 @@ func Ports(n int) ([]int, error) {
 			c.Close()
 		}
 	}()
-	seen := map[int]bool{}
+	given.Lock()
+	defer given.Unlock()
 	var ports []int
 	for tries := 0; len(ports) < n; tries++ {
 		if tries == 1000 {
 			return nil, errors.New("freeport: no free port found in 1,000 tries")
 		}
 		p := lo + rand.IntN(hi-lo+1)
-		if seen[p] {
+		if given.ports[p] {
 			continue
 		}
-		seen[p] = true
 		addr := "127.0.0.1:" + strconv.Itoa(p)
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -51,6 +59,7 @@ func Ports(n int) ([]int, error) {
 			continue
 		}
 		held = append(held, l, u)
+		given.ports[p] = true
 		ports = append(ports, p)
 	}
 	return ports, nil
