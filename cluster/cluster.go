@@ -73,6 +73,9 @@ type Config struct {
 	// are skipped.
 	Join []string
 	Meta Meta
+	// SecretKey, if set, encrypts gossip (AES, 16, 24 or 32 bytes);
+	// messages from members without it are dropped.
+	SecretKey []byte
 	// Local selects memberlist's loopback timing (tests, one host).
 	Local  bool
 	Logger *slog.Logger
@@ -88,6 +91,11 @@ func (c Config) Validate() error {
 	}
 	if c.Meta.Role != RoleVoter && c.Meta.Role != RoleNonvoter {
 		return fmt.Errorf("cluster: role must be %q or %q, got %q", RoleVoter, RoleNonvoter, c.Meta.Role)
+	}
+	switch len(c.SecretKey) {
+	case 0, 16, 24, 32:
+	default:
+		return fmt.Errorf("cluster: gossip key must be 16, 24 or 32 bytes, got %d", len(c.SecretKey))
 	}
 	return nil
 }
@@ -146,6 +154,7 @@ func Start(cfg Config) (*Cluster, error) {
 		mc.AdvertiseAddr = ah
 		mc.AdvertisePort, _ = strconv.Atoi(ap)
 	}
+	mc.SecretKey = cfg.SecretKey
 	mc.Delegate = delegate{c}
 	mc.Events = events{c}
 	mc.Logger = log.New(&logBridge{log: c.log}, "", 0)

@@ -11,6 +11,9 @@ bin=${ETCDSQL_BIN:-bin/etcdsql}
 dir=${CLUSTER_DIR:-cluster.etcdsql}
 join=127.0.0.1:7946,127.0.0.1:7947,127.0.0.1:7948
 mkdir -p "$dir"
+# The members authenticate each other (and encrypt gossip) with this key.
+key="$dir/cluster.key"
+[ -s "$key" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$key")
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait' INT TERM EXIT
 for i in 1 2 3; do
@@ -20,7 +23,7 @@ for i in 1 2 3; do
     --advertise-client-urls "http://127.0.0.1:$((2379 + off))"
     --listen-peer-urls "http://127.0.0.1:$((2380 + off))"
     --gossip-addr "127.0.0.1:$((7945 + i))" --join "$join"
-    --bootstrap-expect 3 --log-format text)
+    --bootstrap-expect 3 --cluster-key-file "$key" --log-format text)
   if [ -n "${MYSQL_DSN:-}" ]; then
     args+=(--mysql-dsn "$MYSQL_DSN")
   fi

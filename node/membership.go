@@ -47,6 +47,13 @@ func (n *Node) startGossip() error {
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return err
 	}
+	if len(n.cfg.ClusterKey) > 0 {
+		key, err := GossipKey(n.cfg.ClusterKey)
+		if err != nil {
+			return err
+		}
+		gc.SecretKey = key
+	}
 	gc.Meta.RaftAddr = n.advertisePeer()
 	gc.Meta.ClientURLs = n.cfg.ClientURLs
 	gc.Meta.PeerURLs = n.cfg.PeerURLs
@@ -161,6 +168,7 @@ func (n *Node) adoptClusterID(id uint64) error {
 func (n *Node) reconcileMembers() {
 	defer n.wg.Done()
 	failedSince := map[string]time.Time{}
+	refused := map[string]time.Time{} // last warning about a member that failed authentication
 	var lastJoin time.Time
 	for {
 		var changed <-chan struct{}
@@ -186,13 +194,13 @@ func (n *Node) reconcileMembers() {
 		if n.gossip == nil {
 			continue
 		}
-		if err := n.reconcileOnce(failedSince); err != nil {
+		if err := n.reconcileOnce(failedSince, refused); err != nil {
 			n.log.Warn("membership change failed", "err", err)
 		}
 	}
 }
 
-func (n *Node) reconcileOnce(failedSince map[string]time.Time) error {
+func (n *Node) reconcileOnce(failedSince, refused map[string]time.Time) error {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
@@ -225,6 +233,9 @@ func (n *Node) reconcileOnce(failedSince map[string]time.Time) error {
 				continue
 			}
 			addr := raft.ServerAddress(m.Meta.RaftAddr)
+			if (!inConf || s.Address != addr) && !n.authenticated(m, refused) {
+				continue
+			}
 			switch {
 			case !inConf:
 				n.log.Info("adding member as non-voter", "member", m.Name, "addr", addr)
@@ -241,13 +252,14 @@ func (n *Node) reconcileOnce(failedSince map[string]time.Time) error {
 					return err
 				}
 			case s.Suffrage == raft.Nonvoter && m.Meta.Role == cluster.RoleVoter:
-				if !n.caughtUp(m) {
+				if voters >= n.cfg.voterLimit() || !n.caughtUp(m) {
 					continue
 				}
 				n.log.Info("promoting caught-up member to voter", "member", m.Name)
 				if err := n.raft.AddVoter(id, addr, 0, timeout).Error(); err != nil {
 					return err
 				}
+				voters++
 			}
 		case cluster.StateLeft:
 			if inConf {
@@ -282,19 +294,66 @@ func (n *Node) reconcileOnce(failedSince map[string]time.Time) error {
 	return nil
 }
 
-// caughtUp asks a non-voter how far it has applied.
-func (n *Node) caughtUp(m cluster.Member) bool {
+// authenticated reports whether a member seen in gossip proves, over the
+// peer port, that it is one: the call runs over the peer port's TLS (the
+// cluster key's or the operator's certificates), so only a member's
+// certificate completes it, and the member must answer with the ID of
+// the name it gossips. Gossip alone never makes a member of raft. A
+// refusal is logged at most once a minute per name.
+func (n *Node) authenticated(m cluster.Member, refused map[string]time.Time) bool {
+	err := n.verifyMember(m)
+	if err == nil {
+		delete(refused, m.Name)
+		return true
+	}
+	if time.Since(refused[m.Name]) > time.Minute {
+		refused[m.Name] = time.Now()
+		n.log.Warn("not adding a member seen in gossip: it did not authenticate on the peer port", "member", m.Name, "addr", m.Meta.RaftAddr, "err", err)
+	}
+	return false
+}
+
+func (n *Node) verifyMember(m cluster.Member) error {
+	st, err := n.memberStatus(m)
+	if err != nil {
+		return err
+	}
+	// Members of v0.1.0 do not say who they are (0).
+	if id := st.GetHeader().GetMemberId(); id != 0 && id != MemberID(m.Name) {
+		return fmt.Errorf("it answers as member %x, not %x", id, MemberID(m.Name))
+	}
+	return nil
+}
+
+// memberStatus asks a member gossip knows of for its status over the peer
+// port.
+func (n *Node) memberStatus(m cluster.Member) (*pb.StatusResponse, error) {
 	c, err := n.peer.client(m.Meta.RaftAddr)
 	if err != nil {
-		return false
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	st, err := c.Status(ctx)
-	if err != nil {
-		return false
+	return c.Status(ctx)
+}
+
+// voterLimit is how many voters the leader promotes members up to.
+func (c Config) voterLimit() int {
+	switch {
+	case c.MaxVoters > 0:
+		return c.MaxVoters
+	case c.BootstrapExpect > 0:
+		return c.BootstrapExpect
+	case c.Gossip != nil && len(c.Gossip.Join) > 0:
+		return 3
 	}
-	return st.RaftAppliedIndex+catchUpEntries >= n.store.AppliedIndex()
+	return 1
+}
+
+// caughtUp asks a non-voter how far it has applied.
+func (n *Node) caughtUp(m cluster.Member) bool {
+	st, err := n.memberStatus(m)
+	return err == nil && st.RaftAppliedIndex+catchUpEntries >= n.store.AppliedIndex()
 }
 
 // removeMember removes the member with the given ID (leader side).

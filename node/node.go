@@ -47,6 +47,14 @@ type Config struct {
 	// service) both ways: it serves as the server's and the client's
 	// configuration, so give it certificates and a CA pool for mTLS.
 	PeerTLS *tls.Config
+	// ClusterKey, when PeerTLS is nil, is the secret members share: the
+	// peer port runs mutual TLS with certificates derived from it, and
+	// gossip is encrypted with it (see peerauth.go). At least
+	// MinClusterKeyBytes long.
+	ClusterKey []byte
+	// TrustedPeerNetwork lets a member with gossip run without PeerTLS or
+	// ClusterKey: only members can reach its peer and gossip ports.
+	TrustedPeerNetwork bool
 	// PeerDialer dials another member's peer port; nil dials TCP. Tests
 	// inject network faults here.
 	PeerDialer func(ctx context.Context, addr string) (net.Conn, error)
@@ -76,6 +84,10 @@ type Config struct {
 	// cluster together. 0 or 1 with no gossip join addresses: a member
 	// without raft state bootstraps alone.
 	BootstrapExpect int
+	// MaxVoters bounds the voters the leader promotes members to; others
+	// stay non-voters. 0: BootstrapExpect if set, else 3 for a member that
+	// joins a cluster (Gossip.Join), else 1 (a member that started alone).
+	MaxVoters int
 	// Nonvoter members replicate and serve reads and watches but never
 	// vote or lead.
 	Nonvoter bool
@@ -142,6 +154,15 @@ func (c Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("auto-compaction mode must be %q or %q, got %q", CompactionPeriodic, CompactionRevision, ac.Mode))
+	}
+	if len(c.ClusterKey) > 0 && len(c.ClusterKey) < MinClusterKeyBytes {
+		errs = append(errs, errShortClusterKey)
+	}
+	if c.Gossip != nil && c.PeerTLS == nil && len(c.ClusterKey) == 0 && !c.TrustedPeerNetwork {
+		errs = append(errs, errNoMemberAuth)
+	}
+	if c.MaxVoters < 0 {
+		errs = append(errs, errors.New("max voters must not be negative"))
 	}
 	if c.Sink != nil {
 		if err := c.Sink.Validate(); err != nil {
@@ -313,7 +334,11 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: advertise peer address: %w", err)
 	}
-	n.peer, err = listenPeer(n.cfg.PeerAddr, n.cfg.PeerTLS, n.cfg.PeerDialer)
+	peerTLS, err := n.cfg.peerTLSConfig()
+	if err != nil {
+		return err
+	}
+	n.peer, err = listenPeer(n.cfg.PeerAddr, peerTLS, n.cfg.PeerDialer)
 	if err != nil {
 		return fmt.Errorf("node: listen on peer address %s: %w", n.cfg.PeerAddr, err)
 	}

@@ -99,7 +99,7 @@ func (n *Node) Members(ctx context.Context) ([]*pb.Member, error) {
 // Status answers Maintenance.Status.
 func (n *Node) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	resp := &pb.StatusResponse{
-		Header:           &pb.ResponseHeader{Revision: n.store.Rev()},
+		Header:           &pb.ResponseHeader{Revision: n.store.Rev(), MemberId: n.memberID},
 		Version:          rpc.ServerVersion,
 		RaftIndex:        n.raft.LastIndex(),
 		RaftTerm:         n.raft.CurrentTerm(),

@@ -15,12 +15,22 @@ import (
 // The flags in deploy/ must be flags etcdsql accepts, forming a valid
 // member configuration: a typo there would only show on someone's cluster.
 func TestDeployFilesUseValidFlags(t *testing.T) {
+	keyFile := t.TempDir() + "/cluster.key"
+	if err := writeFile(keyFile, "0123456789abcdef0123456789abcdef\n"); err != nil {
+		t.Fatal(err)
+	}
 	check := func(where string, args []string) {
 		t.Helper()
 		o, err := parse(args, io.Discard)
 		if err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
+		// Members must authenticate each other; the key file is the
+		// deployment's secret, so a key of the test's stands in for it.
+		if o.clusterKeyFile == "" {
+			t.Fatalf("%s: no --cluster-key-file", where)
+		}
+		o.clusterKeyFile = keyFile
 		if _, err := memberConfig(o, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}

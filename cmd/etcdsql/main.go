@@ -80,6 +80,9 @@ type options struct {
 	peerCertFile           string
 	peerKeyFile            string
 	peerTrustedCAFile      string
+	clusterKeyFile         string
+	trustedPeerNetwork     bool
+	maxVoters              int
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -115,6 +118,12 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.peerCertFile, "peer-cert-file", "", "certificate of the peer port (raft and internal service); with the next two, mTLS between members")
 	fs.StringVar(&o.peerKeyFile, "peer-key-file", "", "key of --peer-cert-file")
 	fs.StringVar(&o.peerTrustedCAFile, "peer-trusted-ca-file", "", "CA bundle members' certificates are checked against")
+	fs.StringVar(&o.clusterKeyFile, "cluster-key-file", "", "file holding the secret every member shares (at least 16 bytes): "+
+		"without --peer-* files the peer port runs mutual TLS derived from it; gossip is encrypted with it")
+	fs.BoolVar(&o.trustedPeerNetwork, "trusted-peer-network", false,
+		"run a cluster without --cluster-key-file or --peer-* files: only members can reach the peer and gossip ports")
+	fs.IntVar(&o.maxVoters, "max-voters", 0, "voters the leader promotes members up to; the others stay non-voters "+
+		"(0: --bootstrap-expect, or 3 for a member started with only --join)")
 	return fs
 }
 
@@ -267,10 +276,15 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 		return node.MemberConfig{}, fmt.Errorf("--role: want voter or nonvoter, got %q", o.role)
 	}
 	nc.BootstrapExpect = o.bootstrapExpect
+	nc.MaxVoters = o.maxVoters
 	nc.DeadServerCleanup = o.deadServerCleanup
 	if nc.PeerTLS, err = peerTLS(o); err != nil {
 		return node.MemberConfig{}, err
 	}
+	if nc.ClusterKey, err = clusterKey(o.clusterKeyFile); err != nil {
+		return node.MemberConfig{}, err
+	}
+	nc.TrustedPeerNetwork = o.trustedPeerNetwork
 	// Every member of a cluster must write to the same database: a file
 	// of each member's own cannot be the system of record.
 	if o.mysqlDSN != "" || nc.Gossip == nil {
@@ -345,7 +359,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		"listen_peer_urls", o.listenPeerURLs, "election_timeout_ms", o.electionTimeoutMs,
 		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount,
 		"database", database, "sink_ack", o.sinkAck, "gossip_addr", o.gossipAddr, "join", o.join,
-		"bootstrap_expect", o.bootstrapExpect, "role", o.role)
+		"bootstrap_expect", o.bootstrapExpect, "role", o.role, "member_auth", memberAuth(mc.Node))
 	// A member forming a cluster waits for the others before it serves;
 	// a signal meanwhile stops it.
 	started := make(chan error, 1)

@@ -52,3 +52,26 @@ func TestFlagsEnvAndFilePrecedence(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+func TestClusterKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	good, short := dir+"/good", dir+"/short"
+	if err := writeFile(good, "0123456789abcdef\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(short, "0123456789abcde\n"); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := clusterKey(good); err != nil || string(k) != "0123456789abcdef" {
+		t.Fatalf("good key: %q %v", k, err)
+	}
+	if _, err := clusterKey(short); err == nil {
+		t.Fatal("a 15-byte key was accepted")
+	}
+	if _, err := clusterKey(dir + "/missing"); err == nil {
+		t.Fatal("a missing key file was accepted")
+	}
+	if k, err := clusterKey(""); err != nil || k != nil {
+		t.Fatalf("no key file: %q %v", k, err)
+	}
+}

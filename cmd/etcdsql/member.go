@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -95,33 +92,4 @@ func runMember(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fs.Usage()
 	return flag.ErrHelp
-}
-
-// peerTLS builds the peer port's mTLS configuration from etcd's flags.
-func peerTLS(o *options) (*tls.Config, error) {
-	if o.peerCertFile == "" && o.peerKeyFile == "" && o.peerTrustedCAFile == "" {
-		return nil, nil
-	}
-	if o.peerCertFile == "" || o.peerKeyFile == "" || o.peerTrustedCAFile == "" {
-		return nil, errors.New("--peer-cert-file, --peer-key-file and --peer-trusted-ca-file go together")
-	}
-	cert, err := tls.LoadX509KeyPair(o.peerCertFile, o.peerKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("peer certificate: %w", err)
-	}
-	ca, err := os.ReadFile(o.peerTrustedCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("--peer-trusted-ca-file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("--peer-trusted-ca-file %s: no certificate in it", o.peerTrustedCAFile)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
 }

@@ -593,7 +593,8 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 // up; a graceful leave removes it; a crashed member is reported (no client
 // URL, a metric) but stays until `etcdsql member remove`.
 func TestClusterMembershipChanges(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{})
+	// Room for a fourth voter (a cluster formed by three promotes up to three).
+	c := testcluster.Start(t, testcluster.Options{Configure: func(i int, mc *node.MemberConfig) { mc.Node.MaxVoters = 4 }})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cl := c.Client(0)
@@ -663,6 +664,7 @@ func TestClusterMembershipChanges(t *testing.T) {
 func TestClusterDeadServerCleanup(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Configure: func(i int, mc *node.MemberConfig) {
 		mc.Node.DeadServerCleanup = time.Second
+		mc.Node.MaxVoters = 4
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -38,6 +38,10 @@ func StartProcesses(t testing.TB, n int, extra ...string) *Procs {
 	t.Helper()
 	ps := &Procs{t: t, bin: testserver.Build(t)}
 	ports := freePorts(t, 3*n)
+	keyFile := filepath.Join(t.TempDir(), "cluster.key")
+	if err := os.WriteFile(keyFile, []byte(ClusterKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var join []string
 	for i := range n {
 		join = append(join, "127.0.0.1:"+strconv.Itoa(ports[3*i+2]))
@@ -53,7 +57,7 @@ func StartProcesses(t testing.TB, n int, extra ...string) *Procs {
 			"--listen-client-urls", p.URL,
 			"--listen-peer-urls", "http://127.0.0.1:" + strconv.Itoa(ports[3*i+1]),
 			"--gossip-addr", join[i], "--join", joinList(join),
-			"--bootstrap-expect", strconv.Itoa(n), "--log-level", "warn",
+			"--bootstrap-expect", strconv.Itoa(n), "--log-level", "warn", "--cluster-key-file", keyFile,
 		}, extra...)
 		ps.Procs = append(ps.Procs, p)
 	}

@@ -25,6 +25,10 @@ import (
 	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
+// ClusterKey is the key members of test clusters share (in-process and
+// processes alike), unless a test configures its own.
+const ClusterKey = "testcluster shared secret 0123456789"
+
 // Options shape a cluster.
 type Options struct {
 	// Size is how many voters form the cluster (default 3).
@@ -147,6 +151,7 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 		nc.BootstrapExpect = 0
 	}
 	nc.Gossip = &cluster.Config{BindAddr: m.GossipAddr, Join: join, Local: true}
+	nc.ClusterKey = []byte(ClusterKey)
 	nc.PeerDialer = c.Net.dialer(i)
 	if os.Getenv("ETCDSQL_TEST_LOG") != "" {
 		nc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("member", m.Name)

@@ -10,10 +10,13 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/etcdsql/etcdsql/cluster"
 	"github.com/etcdsql/etcdsql/node"
+	"github.com/etcdsql/etcdsql/rpc"
 )
 
 // testCA issues certificates for 127.0.0.1 that serve as both server and
@@ -93,5 +96,47 @@ func TestPeerMutualTLS(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("a peer with a foreign certificate was let in")
+	}
+}
+
+// With peer mTLS and plain gossip, a stranger is seen in gossip but never
+// added to raft: it cannot complete a handshake with the cluster's CA.
+func TestPeerMutualTLSStrangerNotAdded(t *testing.T) {
+	ca := newTestCA(t)
+	c := Start(t, Options{Configure: func(i int, mc *node.MemberConfig) {
+		mc.Node.PeerTLS = ca.config(t)
+		mc.Node.ClusterKey = nil
+	}})
+	ports := freePorts(t, 3)
+	cfg := c.Members[0].cfg
+	nc := cfg.Node
+	nc.Name = "stranger"
+	nc.DataDir = t.TempDir()
+	nc.PeerAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
+	nc.ClientURLs, nc.PeerURLs = nil, []string{"http://" + nc.PeerAddr}
+	nc.BootstrapExpect = 0
+	nc.PeerTLS = newTestCA(t).config(t)
+	nc.PeerDialer = nil
+	nc.Gossip = &cluster.Config{BindAddr: "127.0.0.1:" + strconv.Itoa(ports[2]), Join: c.gossipAddrs(), Local: true}
+	nc.Registry = nil
+	rc := rpc.DefaultConfig()
+	// It returns only once the stranger has seen the formed cluster in
+	// gossip (and so the cluster has seen it).
+	s, err := node.StartMember(node.MemberConfig{Node: nc, RPC: rc, ListenClientURL: "http://127.0.0.1:" + strconv.Itoa(ports[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	leader := c.Running(c.Leader(10 * time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ms, err := leader.Node.Members(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != 3 {
+			t.Fatalf("the stranger was added: %v", ms)
+		}
 	}
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/etcdsql/etcdsql/node"
+)
+
+// peerTLS builds the peer port's mTLS configuration from etcd's flags.
+func peerTLS(o *options) (*tls.Config, error) {
+	if o.peerCertFile == "" && o.peerKeyFile == "" && o.peerTrustedCAFile == "" {
+		return nil, nil
+	}
+	if o.peerCertFile == "" || o.peerKeyFile == "" || o.peerTrustedCAFile == "" {
+		return nil, errors.New("--peer-cert-file, --peer-key-file and --peer-trusted-ca-file go together")
+	}
+	cert, err := tls.LoadX509KeyPair(o.peerCertFile, o.peerKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("peer certificate: %w", err)
+	}
+	ca, err := os.ReadFile(o.peerTrustedCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("--peer-trusted-ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("--peer-trusted-ca-file %s: no certificate in it", o.peerTrustedCAFile)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// clusterKey reads --cluster-key-file: its bytes, without the line end an
+// editor or `echo` adds.
+func clusterKey(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-key-file: %w", err)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) < node.MinClusterKeyBytes {
+		return nil, fmt.Errorf("--cluster-key-file %s: the key must be at least %d bytes, got %d", path, node.MinClusterKeyBytes, len(b))
+	}
+	return b, nil
+}
+
+// memberAuth names how members authenticate each other, for the start-up
+// log line (never the key itself).
+func memberAuth(c node.Config) string {
+	switch {
+	case c.Gossip == nil:
+		return "none (a lone member)"
+	case c.PeerTLS != nil && len(c.ClusterKey) > 0:
+		return "peer mTLS; gossip encrypted with the cluster key"
+	case c.PeerTLS != nil:
+		return "peer mTLS; gossip not encrypted"
+	case len(c.ClusterKey) > 0:
+		return "cluster key"
+	}
+	return "none (--trusted-peer-network)"
+}
