@@ -1,7 +1,7 @@
 GO       ?= go
 BIN      ?= bin/etcdsql
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := $(if $(COMMIT),-X github.com/etcdsql/etcdsql/internal/release.commit=$(COMMIT))
 
 .PHONY: build run cluster test test-race bench lint clean
 

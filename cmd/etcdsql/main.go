@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,13 +23,11 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/etcdsql/etcdsql/cluster"
+	"github.com/etcdsql/etcdsql/internal/release"
 	"github.com/etcdsql/etcdsql/node"
 	"github.com/etcdsql/etcdsql/rpc"
 	"github.com/etcdsql/etcdsql/sqlsink"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -331,9 +330,14 @@ func autoCompaction(mode, retention string) (node.AutoCompaction, error) {
 	return node.AutoCompaction{}, fmt.Errorf("--auto-compaction-mode: want periodic or revision, got %q", mode)
 }
 
+// versionLine says which release and commit this binary is.
+func versionLine() string {
+	return fmt.Sprintf("etcdsql %s (commit %s, etcd API %s, %s)", release.Name, release.Commit(), rpc.ServerVersion, runtime.Version())
+}
+
 func run(ctx context.Context, args []string, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "version" {
-		fmt.Fprintf(stderr, "etcdsql %s (etcd API %s)\n", version, rpc.ServerVersion)
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintln(stderr, versionLine())
 		return nil
 	}
 	o, err := parse(args, stderr)
@@ -345,7 +349,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	mc, err := memberConfig(o, log, reg)
 	if err != nil {
 		return err
@@ -354,7 +358,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if mc.Node.Sink != nil {
 		database = mc.Node.Sink.Redacted()
 	}
-	log.Info("starting etcdsql", "version", version, "name", o.name, "data_dir", o.dataDir,
+	log.Info("starting etcdsql", "release", release.Name, "commit", release.Commit(), "name", o.name, "data_dir", o.dataDir,
 		"listen_client_urls", o.listenClientURLs, "advertise_client_urls", mc.Node.ClientURLs,
 		"listen_peer_urls", o.listenPeerURLs, "election_timeout_ms", o.electionTimeoutMs,
 		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount,
@@ -390,4 +394,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Error("client server stopped", "err", err)
 	}
 	return m.Close()
+}
+
+// buildInfo is the etcdsql_build_info gauge: always 1, its labels name the
+// release and commit (a dashboard sees a rolling upgrade progress).
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "etcdsql_build_info",
+		Help:        "The release and commit this member runs (always 1).",
+		ConstLabels: prometheus.Labels{"release": release.Name, "commit": release.Commit(), "go_version": runtime.Version()},
+	})
+	g.Set(1)
+	return g
 }

@@ -2,9 +2,13 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcdsql/etcdsql/internal/release"
 	"github.com/etcdsql/etcdsql/node"
 )
 
@@ -73,5 +77,25 @@ func TestClusterKeyFile(t *testing.T) {
 	}
 	if k, err := clusterKey(""); err != nil || k != nil {
 		t.Fatalf("no key file: %q %v", k, err)
+	}
+}
+
+func TestBuildInfoMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(buildInfo())
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || mfs[0].GetName() != "etcdsql_build_info" {
+		t.Fatalf("gather: %v %v", mfs, err)
+	}
+	m := mfs[0].GetMetric()[0]
+	labels := map[string]string{}
+	for _, l := range m.GetLabel() {
+		labels[l.GetName()] = l.GetValue()
+	}
+	if m.GetGauge().GetValue() != 1 || labels["release"] != release.Name || labels["commit"] != release.Commit() {
+		t.Fatalf("etcdsql_build_info: %v %v", m.GetGauge().GetValue(), labels)
+	}
+	if line := versionLine(); !strings.Contains(line, release.Name) || !strings.Contains(line, release.Commit()) {
+		t.Fatalf("--version: %q", line)
 	}
 }
