@@ -16,6 +16,9 @@ import (
 // lease expires because of a failover. Safe for concurrent use.
 type lessor struct {
 	store *fsm.Store
+	// sooner gets a value when a deadline is set that may come before the
+	// expiry loop's next check.
+	sooner chan struct{}
 
 	mu        sync.Mutex
 	primary   bool
@@ -29,7 +32,7 @@ type deadline struct {
 }
 
 func newLessor(store *fsm.Store) *lessor {
-	return &lessor{store: store, deadlines: make(map[int64]deadline)}
+	return &lessor{store: store, deadlines: make(map[int64]deadline), sooner: make(chan struct{}, 1)}
 }
 
 func (l *lessor) promote() {
@@ -55,6 +58,27 @@ func (l *lessor) deadline(info fsm.LeaseInfo, now time.Time) time.Time {
 		l.deadlines[info.ID] = d
 	}
 	return d.at
+}
+
+// granted starts the TTL of a grant this leader has just applied, so that a
+// lease's deadline runs from its grant, not from when the expiry loop first
+// looks at it. Apply goroutine.
+func (l *lessor) granted(id int64, grantIndex uint64, ttl int64, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.primary {
+		return
+	}
+	l.deadlines[id] = deadline{grantIndex: grantIndex, at: now.Add(time.Duration(ttl) * time.Second)}
+	l.wake()
+}
+
+// wake tells the expiry loop to look again. Caller holds l.mu.
+func (l *lessor) wake() {
+	select {
+	case l.sooner <- struct{}{}:
+	default:
+	}
 }
 
 // renew restarts a lease's TTL and returns it. A lease past its deadline
@@ -90,21 +114,28 @@ func (l *lessor) remaining(info fsm.LeaseInfo, now time.Time) (int64, error) {
 	return int64(left / time.Second), nil
 }
 
-// expired lists leases past their deadline, oldest deadline first, at most
-// limit of them, and forgets leases that no longer exist.
-func (l *lessor) expired(now time.Time, limit int) []int64 {
+// expired lists leases past their deadline, at most limit of them, and
+// forgets leases that no longer exist. next is the earliest deadline still
+// ahead (zero if none).
+func (l *lessor) expired(now time.Time, limit int) (ids []int64, next time.Time) {
 	leases := l.store.Leases()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.primary {
-		return nil
+		return nil, time.Time{}
 	}
 	live := make(map[int64]struct{}, len(leases))
 	var out []int64
 	for _, info := range leases {
 		live[info.ID] = struct{}{}
-		if !l.deadline(info, now).After(now) && len(out) < limit {
-			out = append(out, info.ID)
+		at := l.deadline(info, now)
+		switch {
+		case !at.After(now):
+			if len(out) < limit {
+				out = append(out, info.ID)
+			}
+		case next.IsZero() || at.Before(next):
+			next = at
 		}
 	}
 	for id := range l.deadlines {
@@ -112,29 +143,40 @@ func (l *lessor) expired(now time.Time, limit int) []int64 {
 			delete(l.deadlines, id)
 		}
 	}
-	return out
+	return out, next
 }
 
-// expireLeases revokes expired leases through raft while this member leads.
+// expireLeases revokes expired leases through raft while this member
+// leads. It looks at the earliest deadline (and at least every
+// LeaseCheckInterval, for leadership changes and revokes that failed),
+// so a lease is revoked within a round trip of its TTL.
 func (n *Node) expireLeases() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.LeaseCheckInterval)
+	t := time.NewTimer(n.cfg.LeaseCheckInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.stop:
 			return
-		case now := <-t.C:
-			for _, id := range n.lessor.expired(now, 1000) {
-				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-				_, err := n.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
-				cancel()
-				if err != nil && err != fsm.ErrLeaseNotFound {
-					n.log.Warn("revoking expired lease failed", "lease_id", id, "err", err)
-					break
-				}
-				n.log.Debug("lease expired", "lease_id", id)
-			}
+		case <-t.C:
+		case <-n.lessor.sooner:
+			t.Stop()
 		}
+		ids, next := n.lessor.expired(time.Now(), 1000)
+		for _, id := range ids {
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+			_, err := n.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
+			cancel()
+			if err != nil && err != fsm.ErrLeaseNotFound {
+				n.log.Warn("revoking expired lease failed", "lease_id", id, "err", err)
+				break
+			}
+			n.log.Debug("lease expired", "lease_id", id)
+		}
+		wait := n.cfg.LeaseCheckInterval
+		if len(ids) == 0 && !next.IsZero() {
+			wait = min(wait, time.Until(next))
+		}
+		t.Reset(max(wait, time.Millisecond))
 	}
 }

@@ -25,7 +25,7 @@ func TestKeepaliveCannotReviveExpiredLease(t *testing.T) {
 	l := newLessor(store)
 	l.promote()
 	t0 := time.Now()
-	if got := l.expired(t0, 10); len(got) != 0 { // starts the TTL at t0
+	if got, _ := l.expired(t0, 10); len(got) != 0 { // starts the TTL at t0
 		t.Fatalf("expired at grant: %v", got)
 	}
 	later := t0.Add(6 * time.Second)
@@ -35,7 +35,7 @@ func TestKeepaliveCannotReviveExpiredLease(t *testing.T) {
 	if !errors.Is(err, fsm.ErrLeaseNotFound) {
 		t.Errorf("renew of a lease expired 1s ago: ttl %d, err %v; want ErrLeaseNotFound", ttl, err)
 	}
-	if got := l.expired(later, 10); len(got) != 1 {
+	if got, _ := l.expired(later, 10); len(got) != 1 {
 		t.Errorf("lease expired 1s ago is no longer due for revocation after a keepalive: expired() = %v", got)
 	}
 }
@@ -59,7 +59,42 @@ func TestRegrantedLeaseStartsItsOwnTTL(t *testing.T) {
 	l.expired(t0, 10) // deadline t0+5s
 	apply(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 7}})
 	apply(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 100}}) // at ~t0
-	if got := l.expired(t0.Add(6*time.Second), 10); len(got) != 0 {
+	if got, _ := l.expired(t0.Add(6*time.Second), 10); len(got) != 0 {
 		t.Errorf("lease 7 granted with TTL 100 at t0 is expired 6s later: %v", got)
+	}
+}
+
+// A grant the leader applied starts its TTL then, however late the expiry
+// loop first looks at it, and the loop is told to look before its next
+// regular check; expired() reports the next deadline ahead.
+func TestLeaseDeadlineRunsFromGrant(t *testing.T) {
+	store, _ := fsm.New(fsm.DefaultConfig())
+	for i, id := range []int64{7, 8} {
+		data, _ := fsm.Encode(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: id, TTL: int64(2 + 3*i)}})
+		if res := store.Apply(uint64(i+1), data); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	l := newLessor(store)
+	l.promote()
+	t0 := time.Now()
+	l.granted(7, 1, 2, t0)
+	l.granted(8, 2, 5, t0)
+	select {
+	case <-l.sooner:
+	default:
+		t.Fatal("a grant did not wake the expiry loop")
+	}
+	got, next := l.expired(t0.Add(2100*time.Millisecond), 10) // first look, after 7's TTL
+	if len(got) != 1 || got[0] != 7 {
+		t.Fatalf("expired 2.1s after the grant: %v, want [7]", got)
+	}
+	if want := t0.Add(5 * time.Second); !next.Equal(want) {
+		t.Fatalf("next deadline %v, want %v", next, want)
+	}
+	l.demote()
+	l.granted(9, 3, 2, t0) // a follower keeps no deadlines
+	if _, ok := l.deadlines[9]; ok {
+		t.Fatal("a follower recorded a deadline")
 	}
 }

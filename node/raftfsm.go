@@ -2,6 +2,7 @@ package node
 
 import (
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -18,7 +19,11 @@ var (
 
 func (f raftFSM) Apply(l *raft.Log) interface{} {
 	f.n.nudge(l)
-	return f.n.store.Apply(l.Index, l.Data)
+	res := f.n.store.Apply(l.Index, l.Data)
+	if g := res.LeaseGrant; g != nil && res.Err == nil {
+		f.n.lessor.granted(g.ID, l.Index, g.TTL, time.Now())
+	}
+	return res
 }
 
 // StoreConfiguration moves the applied index over configuration entries so

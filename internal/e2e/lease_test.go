@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsql/etcdsql/internal/testserver"
+	"github.com/etcdsql/etcdsql/node"
 )
 
 func TestLeaseKeysLiveWhileKeptAliveAndExpireAfter(t *testing.T) {
@@ -115,5 +116,42 @@ func TestLeaseRevokeDeletesAtOnce(t *testing.T) {
 	}
 	if _, err := c.Revoke(ctx, grant.ID); err == nil || err.Error() != "etcdserver: requested lease not found" {
 		t.Fatalf("second revoke: %v", err)
+	}
+}
+
+// A lease without keepalives is revoked, its keys deleted and the delete
+// event sent, within 500 ms after its TTL, counted from the grant; also
+// when the leader's regular lease check comes rarely (here every 10 s).
+func TestLeaseExpiresOnTime(t *testing.T) {
+	s := testserver.Start(t, func(c *node.MemberConfig) { c.Node.LeaseCheckInterval = 10 * time.Second })
+	c := s.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for round := range 3 {
+		key := fmt.Sprintf("/ttl/%d", round)
+		wch := c.Watch(ctx, key)
+		granted := time.Now()
+		grant, err := c.Grant(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Put(ctx, key, "v", clientv3.WithLease(grant.ID)); err != nil {
+			t.Fatal(err)
+		}
+		var deleted time.Time
+		for wr := range wch {
+			if len(wr.Events) > 0 && wr.Events[0].Type == mvccpb.DELETE {
+				deleted = time.Now()
+				break
+			}
+		}
+		lag := deleted.Sub(granted) - 2*time.Second
+		t.Logf("round %d: delete event %v after the TTL", round, lag.Round(time.Millisecond))
+		if deleted.IsZero() || lag > 500*time.Millisecond {
+			t.Fatalf("round %d: the delete event came %v after the TTL, want at most 500ms", round, lag)
+		}
+		if lag < 0 {
+			t.Fatalf("round %d: the lease expired %v before its TTL", round, -lag)
+		}
 	}
 }
