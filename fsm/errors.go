@@ -17,6 +17,21 @@ var (
 	ErrLeaseExists = errors.New("lease already exists")
 	// ErrLeaseTTLTooLarge: a grant asked for more than MaxLeaseTTL seconds.
 	ErrLeaseTTLTooLarge = errors.New("too large lease TTL")
+	// ErrEmptyKey: a request names no key.
+	ErrEmptyKey = errors.New("fsm: key is not provided")
+	// ErrKeyTooLong: a put's key is longer than the configured bound (the
+	// longest key the system of record stores).
+	ErrKeyTooLong = errors.New("fsm: key is too long")
+	// ErrValueProvided: a put with ignore_value also carries a value.
+	ErrValueProvided = errors.New("fsm: value is provided")
+	// ErrLeaseProvided: a put with ignore_lease also names a lease.
+	ErrLeaseProvided = errors.New("fsm: lease is provided")
+	// ErrTooManyOps: a transaction list is longer than the op limit.
+	ErrTooManyOps = errors.New("fsm: too many operations in txn request")
+	// ErrDuplicateKey: a transaction writes one key twice.
+	ErrDuplicateKey = errors.New("fsm: duplicate key given in txn request")
+	// ErrInvalidSortOption: a range names a sort target that does not exist.
+	ErrInvalidSortOption = errors.New("fsm: invalid sort option")
 	// ErrWatcherRangeEmpty: a watch whose range_end is not above its key.
 	ErrWatcherRangeEmpty = errors.New("mvcc: watcher range is empty")
 	// ErrWatcherDuplicateID: a watch asked for an ID already used on its stream.

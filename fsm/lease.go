@@ -49,9 +49,6 @@ func (s *Store) leaseGrant(idx uint64, r *pb.LeaseGrantRequest) (*pb.LeaseGrantR
 		// The proposer picks the ID before replication; zero here is a bug.
 		return nil, ErrLeaseNotFound
 	}
-	if r.TTL > MaxLeaseTTL {
-		return nil, ErrLeaseTTLTooLarge
-	}
 	if _, ok := s.leases[r.ID]; ok {
 		return nil, ErrLeaseExists
 	}

@@ -171,7 +171,9 @@ func sortKVs(kvs []*mvccpb.KeyValue, order pb.RangeRequest_SortOrder, target pb.
 	if target != pb.RangeRequest_KEY && order == pb.RangeRequest_NONE {
 		order = pb.RangeRequest_ASCEND
 	}
-	if order == pb.RangeRequest_NONE {
+	if order != pb.RangeRequest_ASCEND && order != pb.RangeRequest_DESCEND {
+		// NONE, or an order this version does not know: etcd 3.4 leaves
+		// the results in key order.
 		return
 	}
 	var less func(a, b *mvccpb.KeyValue) bool

@@ -24,6 +24,10 @@ type Config struct {
 	// MinLeaseTTL is the smallest TTL a lease gets; shorter grants are raised
 	// to it, as etcd does (its default is 2 s with default raft timing).
 	MinLeaseTTL int64
+	// MaxKeyBytes bounds the keys a committed entry may write (0: no
+	// bound); an entry past it is refused, so the system of record never
+	// meets a key it cannot store. Node sets it from the sink's limit.
+	MaxKeyBytes int
 }
 
 // DefaultConfig returns etcd's defaults.
@@ -33,6 +37,9 @@ func DefaultConfig() Config { return Config{MinLeaseTTL: 2} }
 func (c Config) Validate() error {
 	if c.MinLeaseTTL < 1 {
 		return fmt.Errorf("fsm: min lease TTL must be at least 1, got %d", c.MinLeaseTTL)
+	}
+	if c.MaxKeyBytes < 0 {
+		return fmt.Errorf("fsm: max key bytes must not be negative, got %d", c.MaxKeyBytes)
 	}
 	return nil
 }
@@ -80,7 +87,8 @@ func (s *Store) reset() {
 }
 
 // Result is what Apply returns for one entry: exactly one of the response
-// fields is set, or Err holds a per-request failure (which changed nothing).
+// fields is set, or Err holds a per-request failure (which changed nothing,
+// the revision included).
 type Result struct {
 	Put         *pb.PutResponse
 	DeleteRange *pb.DeleteRangeResponse
@@ -93,7 +101,9 @@ type Result struct {
 
 // Apply applies one committed entry at raft index idx. It panics on an entry
 // it cannot decode or does not know: applying less than every member would
-// let the replicas diverge. Apply goroutine only.
+// let the replicas diverge. An entry it knows but that breaks what the
+// system of record relies on (see checkEntry) is refused in the Result,
+// alike on every member. Apply goroutine only.
 func (s *Store) Apply(idx uint64, data []byte) *Result {
 	r, err := Decode(data)
 	if err != nil {
@@ -123,6 +133,9 @@ func (s *Store) apply(idx uint64, r *pb.InternalRaftRequest) *Result {
 			s.changed = make(chan struct{})
 		}
 	}()
+	if err := s.checkEntry(r); err != nil {
+		return &Result{Err: err}
+	}
 	switch {
 	case r.Put != nil:
 		resp, err := s.putTxn(r.Put)

@@ -58,13 +58,22 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	if len(cfg.Node.ClientURLs) == 0 {
 		cfg.Node.ClientURLs = []string{"http://" + l.Addr().String()}
 	}
+	// One key bound for the store and both doors: the sink's, so that no
+	// committed entry holds a key the database cannot store.
+	if cfg.Node.Sink != nil && cfg.Node.FSM.MaxKeyBytes == 0 {
+		cfg.Node.FSM.MaxKeyBytes = sqlsink.MaxKeyBytes
+	}
+	if cfg.RPC.MaxKeyBytes == 0 {
+		cfg.RPC.MaxKeyBytes = cfg.Node.FSM.MaxKeyBytes
+	}
+	if cfg.RPC.MaxKeyBytes != cfg.Node.FSM.MaxKeyBytes {
+		l.Close()
+		return nil, fmt.Errorf("node: client port max key bytes %d differs from the store's %d", cfg.RPC.MaxKeyBytes, cfg.Node.FSM.MaxKeyBytes)
+	}
 	n, err := New(cfg.Node)
 	if err != nil {
 		l.Close()
 		return nil, err
-	}
-	if cfg.Node.Sink != nil && cfg.RPC.MaxKeyBytes == 0 {
-		cfg.RPC.MaxKeyBytes = sqlsink.MaxKeyBytes
 	}
 	if cfg.RPC.Logger == nil {
 		cfg.RPC.Logger = cfg.Node.Logger

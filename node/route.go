@@ -198,9 +198,6 @@ func (n *Node) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Compac
 // LeaseGrant replicates a grant; the leader chooses an unused ID when
 // r.ID is 0.
 func (n *Node) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	if r.TTL > fsm.MaxLeaseTTL {
-		return nil, fsm.ErrLeaseTTLTooLarge
-	}
 	return write(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.LeaseGrantResponse, error) {
 		return b.LeaseGrant(ctx, r)
 	})
@@ -252,7 +249,16 @@ func (n *Node) MemberRemove(ctx context.Context, id uint64) error {
 // anything is proposed, when this member does not lead.
 type leaderSide struct{ n *Node }
 
-var _ rpc.PeerBackend = leaderSide{}
+var (
+	_ rpc.PeerBackend = leaderSide{}
+	_ rpc.PeerLimits  = leaderSide{}
+)
+
+// Limits are the bounds the peer service validates writes with: the
+// store's, which StartMember also gives the client port.
+func (l leaderSide) Limits() fsm.Limits {
+	return fsm.Limits{MaxKeyBytes: l.n.cfg.FSM.MaxKeyBytes}
+}
 
 func (l leaderSide) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	res, err := l.n.propose(ctx, &pb.InternalRaftRequest{Put: r})
@@ -302,9 +308,6 @@ func (l leaderSide) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.C
 }
 
 func (l leaderSide) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	if r.TTL > fsm.MaxLeaseTTL {
-		return nil, fsm.ErrLeaseTTLTooLarge
-	}
 	req := *r
 	for req.ID == 0 {
 		var b [8]byte

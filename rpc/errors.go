@@ -15,6 +15,9 @@ import (
 // errUnavailable is what a client sees when storage refuses writes.
 var errGRPCUnavailable = status.Error(codes.Unavailable, "etcdserver: storage is unavailable, write rejected")
 
+// errGRPCKeyTooLong refuses keys the system of record cannot store.
+var errGRPCKeyTooLong = status.Error(codes.InvalidArgument, "etcdserver: key is too long")
+
 var grpcErrors = []struct {
 	err  error
 	grpc error
@@ -25,6 +28,13 @@ var grpcErrors = []struct {
 	{fsm.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
 	{fsm.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
 	{fsm.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
+	{fsm.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey},
+	{fsm.ErrKeyTooLong, errGRPCKeyTooLong},
+	{fsm.ErrValueProvided, rpctypes.ErrGRPCValueProvided},
+	{fsm.ErrLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
+	{fsm.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
+	{fsm.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
+	{fsm.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
 	{ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{ErrNotLeader, rpctypes.ErrGRPCNotLeader},
 	{ErrTimeout, rpctypes.ErrGRPCTimeout},

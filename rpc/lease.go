@@ -16,6 +16,9 @@ type leaseServer struct {
 }
 
 func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := fsm.ValidateLeaseGrant(r); err != nil {
+		return nil, togRPCError(err)
+	}
 	resp, err := l.s.b.LeaseGrant(ctx, r)
 	if err != nil {
 		return nil, togRPCError(err)

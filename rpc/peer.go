@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/etcdsql/etcdsql/fsm"
 )
 
 // PeerBackend is what a member answers to the other members over the
@@ -57,11 +59,31 @@ var peerServiceDesc = grpc.ServiceDesc{
 	ServiceName: peerService,
 	HandlerType: (*PeerBackend)(nil),
 	Methods: []grpc.MethodDesc{
-		unaryMethod("Put", PeerBackend.Put),
-		unaryMethod("DeleteRange", PeerBackend.DeleteRange),
-		unaryMethod("Txn", PeerBackend.Txn),
+		unaryMethod("Put", func(b PeerBackend, ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+			if err := fsm.ValidatePut(r, peerLimits(b)); err != nil {
+				return nil, err
+			}
+			return b.Put(ctx, r)
+		}),
+		unaryMethod("DeleteRange", func(b PeerBackend, ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+			if err := fsm.ValidateDeleteRange(r); err != nil {
+				return nil, err
+			}
+			return b.DeleteRange(ctx, r)
+		}),
+		unaryMethod("Txn", func(b PeerBackend, ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+			if err := fsm.ValidateTxn(r, peerLimits(b)); err != nil {
+				return nil, err
+			}
+			return b.Txn(ctx, r)
+		}),
 		unaryMethod("Compact", PeerBackend.Compact),
-		unaryMethod("LeaseGrant", PeerBackend.LeaseGrant),
+		unaryMethod("LeaseGrant", func(b PeerBackend, ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+			if err := fsm.ValidateLeaseGrant(r); err != nil {
+				return nil, err
+			}
+			return b.LeaseGrant(ctx, r)
+		}),
 		unaryMethod("LeaseRevoke", PeerBackend.LeaseRevoke),
 		unaryMethod("LeaseRenew", func(b PeerBackend, ctx context.Context, r *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
 			ttl, err := b.LeaseRenew(ctx, r.ID)
@@ -88,8 +110,25 @@ var peerServiceDesc = grpc.ServiceDesc{
 	Metadata: "etcdsql/peer",
 }
 
+// PeerLimits is implemented by a PeerBackend whose writes are bounded. The
+// peer service validates every request it would propose (puts, deletes,
+// transactions, lease grants) with fsm's Validate functions and these
+// limits, which must be the client port's, before it calls the backend: a
+// member cannot propose what a client could not. A backend without it is
+// validated with fsm.Limits{}.
+type PeerLimits interface {
+	Limits() fsm.Limits
+}
+
+func peerLimits(b PeerBackend) fsm.Limits {
+	if l, ok := b.(PeerLimits); ok {
+		return l.Limits()
+	}
+	return fsm.Limits{}
+}
+
 // NewPeerServer returns the gRPC server of the peer port's internal
-// service.
+// service; see PeerLimits for how it validates.
 func NewPeerServer(b PeerBackend, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts, grpc.ForceServerCodecV2(newCodec()))
 	s := grpc.NewServer(opts...)
