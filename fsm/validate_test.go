@@ -234,55 +234,72 @@ func TestCheckWritesMatchesReference(t *testing.T) {
 }
 
 // deepOverlapTxn builds the request that made a quadratic check slow:
-// nested transactions holding n point deletes and n puts, all distinct,
-// and one more put of a key already put. Fan-out per list is 30, so it
-// has 27,000 leaves at depth three.
-func deepOverlapTxn() *pb.TxnRequest {
+// nested transactions holding 13,500 point deletes and 13,500 puts, all
+// distinct, and one more put of a key already put (707 KB, 27,000 leaves
+// at depth three, 30 operations per list). Interleaved, every leaf list
+// holds deletes and puts; otherwise the first half of the request holds
+// only deletes and the second only puts, the worst case for a scan of the
+// deletes.
+func deepOverlapTxn(interleaved bool) *pb.TxnRequest {
 	const fan = 30
 	id := 0
-	leaf := func() []*pb.RequestOp {
-		ops := make([]*pb.RequestOp, 0, fan)
-		for i := 0; i < fan/2; i++ {
-			ops = append(ops, opDel(fmt.Sprintf("deleted/%012d", id), ""), opPut(fmt.Sprintf("written/%012d", id), ""))
-			id++
-		}
-		return ops
-	}
 	top := make([]*pb.RequestOp, 0, fan+1)
 	for i := 0; i < fan; i++ {
 		mid := make([]*pb.RequestOp, 0, fan)
 		for j := 0; j < fan; j++ {
-			mid = append(mid, opTxn(&pb.TxnRequest{Success: leaf()}))
+			leaf := make([]*pb.RequestOp, 0, fan)
+			for k := 0; k < fan; k++ {
+				del := k%2 == 0
+				if !interleaved {
+					del = i < fan/2
+				}
+				if del {
+					leaf = append(leaf, opDel(fmt.Sprintf("deleted/%012d", id), ""))
+				} else {
+					leaf = append(leaf, opPut(fmt.Sprintf("written/%012d", id), ""))
+				}
+				id++
+			}
+			mid = append(mid, opTxn(&pb.TxnRequest{Success: leaf}))
 		}
 		top = append(top, opTxn(&pb.TxnRequest{Success: mid}))
 	}
-	top = append(top, opPut(fmt.Sprintf("written/%012d", 0), ""))
+	top = append(top, opPut(fmt.Sprintf("written/%012d", id-1), ""))
 	return &pb.TxnRequest{Success: top}
 }
 
 func TestDeepOverlapTxnRefusedFast(t *testing.T) {
-	r := deepOverlapTxn()
-	start := time.Now()
-	err := ValidateTxn(r, Limits{})
-	took := time.Since(start)
-	wantErr(t, "deep txn", err, ErrDuplicateKey)
-	t.Logf("%d bytes refused in %v", r.Size(), took)
-	// The quadratic check took seconds (etcd 3.4: a quarter of one); this
-	// one takes tens of milliseconds, so the bound leaves room for a busy
-	// machine and the race detector.
-	if took > 3*time.Second {
-		t.Fatalf("refusing the deep txn took %v", took)
+	for _, interleaved := range []bool{true, false} {
+		r := deepOverlapTxn(interleaved)
+		start := time.Now()
+		err := ValidateTxn(r, Limits{})
+		took := time.Since(start)
+		wantErr(t, "deep txn", err, ErrDuplicateKey)
+		t.Logf("interleaved=%v: %d bytes refused in %v", interleaved, r.Size(), took)
+		// A quadratic check took seconds (etcd 3.4: a quarter of one);
+		// this one takes tens of milliseconds, so the bound leaves room
+		// for a busy machine and the race detector.
+		if took > 3*time.Second {
+			t.Fatalf("refusing the deep txn took %v", took)
+		}
 	}
 }
 
 func BenchmarkValidateDeepOverlapTxn(b *testing.B) {
-	r := deepOverlapTxn()
-	b.ReportAllocs()
-	b.SetBytes(int64(r.Size()))
-	for b.Loop() {
-		if err := ValidateTxn(r, Limits{}); err != ErrDuplicateKey {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name        string
+		interleaved bool
+	}{{"interleaved", true}, {"deletes-then-puts", false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := deepOverlapTxn(bc.interleaved)
+			b.ReportAllocs()
+			b.SetBytes(int64(r.Size()))
+			for b.Loop() {
+				if err := ValidateTxn(r, Limits{}); err != ErrDuplicateKey {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

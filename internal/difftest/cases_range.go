@@ -1,6 +1,7 @@
 package difftest
 
 import (
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"strconv"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -303,5 +304,35 @@ func sortCases() []Case {
 			}},
 		)
 	}
-	return cases
+	return append(cases, unknownSortOrderCases()...)
+}
+
+// unknownSortOrderCases send a sort order that is no enum value: etcd 3.4
+// accepts it and sorts nothing (key order), but still reads every match
+// before applying the limit.
+func unknownSortOrderCases() []Case {
+	return []Case{
+		{Name: "range_sort_unknown_order_grpc", Run: func(c *Conn) {
+			sortSeed(c)
+			req := &pb.RangeRequest{Key: []byte(c.Key("")), RangeEnd: []byte(clientv3.GetPrefixRangeEnd(c.Key(""))), SortOrder: 99}
+			r, err := c.KVStub().Range(c.Ctx, req)
+			o := c.GRPC("order 99 by key", r, err)
+			wantKeys(c, o, "body.kvs", "a", "b", "c", "d")
+			req.SortTarget, req.Limit = pb.RangeRequest_MOD, 2
+			r, err = c.KVStub().Range(c.Ctx, req)
+			l := c.GRPC("order 99 by mod, limit 2", r, err)
+			wantKeys(c, l, "body.kvs", "a", "b")
+			c.Want(l, "body.more", true)
+			c.Want(l, "body.count", "4")
+		}},
+		{Name: "range_sort_unknown_order_http", Run: func(c *Conn) {
+			sortSeed(c)
+			o := c.Post("order 99 by value", "/v3/kv/range", M{"key": c.BKey(""), "range_end": c.BEnd(""), "sort_order": 99, "sort_target": "VALUE"})
+			wantKeys(c, o, "body.kvs", "a", "b", "c", "d")
+			t := c.Post("order 99 in a txn", "/v3/kv/txn", M{"success": []M{{"request_range": M{
+				"key": c.BKey(""), "range_end": c.BEnd(""), "sort_order": 99, "sort_target": "CREATE", "limit": 3}}}})
+			wantKeys(c, t, "body.responses[0].response_range.kvs", "a", "b", "c")
+			c.Want(t, "body.responses[0].response_range.more", true)
+		}},
+	}
 }

@@ -571,6 +571,51 @@ func txnLimitCases() []Case {
 				{"request_delete_range": M{"key": c.BKey("a")}}, {"request_delete_range": M{"key": c.BKey("a")}}}})
 			c.WantOK(dd)
 		}},
+		// A delete to "\x00" (every key from its key on) binds no put in
+		// etcd 3.4's duplicate check, which compares range_end as raw
+		// bytes; the delete still deletes every key from its key on.
+		// High keys keep other cases' data out of its reach.
+		{Name: "txn_delete_from_key_then_put_grpc", Run: func(c *Conn) {
+			for _, k := range []string{"a", "b", "c"} {
+				c.WantOK(c.Put("seed "+k, highKey(c, k), k))
+			}
+			o := c.Txn("delete from a, put b", nil, []clientv3.Op{
+				clientv3.OpDelete(highKey(c, "a"), clientv3.WithFromKey()), clientv3.OpPut(highKey(c, "b"), "x")}, nil)
+			c.Want(o, "body.succeeded", true)
+			g := c.Get("after", highKey(c, ""), clientv3.WithPrefix())
+			c.Want(g, "body.count", "1")
+			c.Want(g, "body.kvs[0].value", B64("x"))
+			c.Want(g, "body.kvs[0].version", "1")
+			nested := c.Txn("nested delete from a, then put a", nil, []clientv3.Op{
+				clientv3.OpTxn(nil, []clientv3.Op{clientv3.OpDelete(highKey(c, "a"), clientv3.WithFromKey())}, nil),
+				clientv3.OpPut(highKey(c, "a"), "y")}, nil)
+			c.Want(nested, "body.succeeded", true)
+			dup := c.Txn("beside a real range", nil, []clientv3.Op{
+				clientv3.OpDelete(highKey(c, "a"), clientv3.WithFromKey()),
+				clientv3.OpDelete(highKey(c, "c"), clientv3.WithRange(highKey(c, "e"))),
+				clientv3.OpPut(highKey(c, "d"), "z")}, nil)
+			c.WantGRPCError(dup, "InvalidArgument", "etcdserver: duplicate key given in txn request")
+			d := c.Delete("cleanup", highKey(c, ""), clientv3.WithPrefix())
+			c.Want(d, "body.deleted", "1")
+		}},
+		{Name: "txn_delete_from_key_then_put_http", Run: func(c *Conn) {
+			for _, k := range []string{"a", "b", "c"} {
+				c.WantOK(c.Post("seed "+k, "/v3/kv/put", M{"key": B64(highKey(c, k)), "value": B64(k)}))
+			}
+			o := c.Post("delete from a, put b", "/v3/kv/txn", M{"success": []M{
+				{"request_delete_range": M{"key": B64(highKey(c, "a")), "range_end": "AA=="}},
+				{"request_put": M{"key": B64(highKey(c, "b")), "value": B64("x")}}}})
+			c.Want(o, "body.succeeded", true)
+			g := c.Post("after", "/v3/kv/range", M{"key": B64(highKey(c, "")), "range_end": B64(clientv3.GetPrefixRangeEnd(highKey(c, "")))})
+			c.Want(g, "body.count", "1")
+			c.Want(g, "body.kvs[0].value", B64("x"))
+			inverted := c.Post("inverted range, put inside it", "/v3/kv/txn", M{"success": []M{
+				{"request_delete_range": M{"key": B64(highKey(c, "z")), "range_end": B64(highKey(c, "b"))}},
+				{"request_put": M{"key": B64(highKey(c, "c")), "value": B64("y")}}}})
+			c.Want(inverted, "body.succeeded", true)
+			d := c.Post("cleanup", "/v3/kv/deleterange", M{"key": B64(highKey(c, "")), "range_end": B64(clientv3.GetPrefixRangeEnd(highKey(c, "")))})
+			c.Want(d, "body.deleted", "2")
+		}},
 	}
 }
 
