@@ -3,7 +3,7 @@ BIN      ?= bin/etcdsql
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := $(if $(COMMIT),-X github.com/etcdsql/etcdsql/internal/release.commit=$(COMMIT))
 
-.PHONY: build run cluster test test-race bench lint clean
+.PHONY: build run cluster test test-race bench fuzz lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/etcdsql
@@ -23,6 +23,12 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 30m ./...
+
+## fuzz: each fuzz target for FUZZTIME (the seed corpora also run in `make test`)
+FUZZTIME ?= 15s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./fsm/
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
