@@ -150,8 +150,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 			_, err := c.Compact(ctx, 1000)
 			return err
 		}},
-		{"invalid sort option", codes.InvalidArgument, "etcdserver: invalid sort option", func() error {
-			_, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("a"), SortOrder: 7})
+		{"unknown sort target", codes.InvalidArgument, "etcdserver: invalid sort option", func() error {
+			_, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("a"), SortTarget: 7})
 			return err
 		}},
 	}
