@@ -9,6 +9,10 @@
 // (Range, WatchStream) run concurrently with Apply under a read lock and
 // share the immutable key-value records Apply creates.
 //
+// validate.go holds etcd's request checks, which every door runs before it
+// proposes; Apply refuses on its own only what would break the system of
+// record (an empty or too long key, a lease TTL out of bounds).
+//
 // Lock order: Store.mu is the only lock in the package. Nothing sends on a
 // channel, calls back or performs I/O while holding it.
 package fsm
