@@ -10,9 +10,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/etcdsql/etcdsql/fsm"
 	"github.com/etcdsql/etcdsql/internal/freeport"
@@ -21,17 +19,19 @@ import (
 	"github.com/etcdsql/etcdsql/rpc"
 )
 
-// dialPeer connects to a member's internal service on its peer port, as
-// another member does.
+// clusterKey is the key the member of TestPeerPortValidatesLikeClientPort
+// shares with the test, which calls its peer port as a member.
+const clusterKey = "peer validation test key, long enough"
+
+// dialPeer connects to a member's internal service on its peer port as
+// another member does, with the cluster key's certificate.
 func dialPeer(t *testing.T, addr string) *rpc.PeerClient {
 	t.Helper()
-	opts := append(rpc.PeerDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	cfg, err := node.ClusterKeyTLS([]byte(clusterKey))
 	if err != nil {
-		t.Fatalf("dial peer %s: %v", addr, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { cc.Close() })
-	return rpc.NewPeerClient(cc)
+	return peerClient(t, addr, cfg)
 }
 
 // TestPeerPortValidatesLikeClientPort sends each invalid write to the
@@ -43,7 +43,10 @@ func TestPeerPortValidatesLikeClientPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	peerAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	s := testserver.Start(t, func(c *node.MemberConfig) { c.Node.PeerAddr = peerAddr })
+	s := testserver.Start(t, func(c *node.MemberConfig) {
+		c.Node.PeerAddr = peerAddr
+		c.Node.ClusterKey = []byte(clusterKey)
+	})
 	c := s.Client(t)
 	kv, lease := pb.NewKVClient(c.ActiveConnection()), pb.NewLeaseClient(c.ActiveConnection())
 	peer := dialPeer(t, peerAddr)
