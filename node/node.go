@@ -353,17 +353,20 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: inspect raft state: %w", err)
 	}
-	// servers, when set, are who a new cluster is bootstrapped with.
+	// servers, when set, are who a new cluster is bootstrapped with;
+	// fence is the database's fence when this member loaded its state
+	// from the database.
 	var servers []raft.Server
+	var fence uint64
 	switch {
 	case has:
-		err = n.adoptDatabase(true, 0)
+		_, err = n.adoptDatabase(true, 0)
 	case n.gossip == nil || (n.cfg.BootstrapExpect <= 1 && len(n.cfg.Gossip.Join) == 0):
 		if n.cfg.Nonvoter {
 			return errors.New("node: a non-voter cannot start a cluster: give it --join")
 		}
 		servers = []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(advertise)}}
-		err = n.adoptDatabase(false, 0)
+		fence, err = n.adoptDatabase(false, 0)
 	default:
 		var f formation
 		if f, err = n.awaitFormation(); err != nil {
@@ -373,23 +376,53 @@ func (n *Node) openRaft() error {
 			err = n.adoptClusterID(f.clusterID)
 		} else {
 			servers = f.servers
-			err = n.adoptDatabase(false, f.clusterID)
+			fence, err = n.adoptDatabase(false, f.clusterID)
 		}
 	}
 	if err != nil {
 		return err
+	}
+	if servers != nil {
+		if err := n.bootstrap(rc, snaps, servers, fence); err != nil {
+			return err
+		}
 	}
 	n.raft, err = raft.NewRaft(rc, raftFSM{n}, n.logStore, n.logStore, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
 	n.peer.serve(leaderSide{n})
-	if servers != nil {
-		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			return fmt.Errorf("node: bootstrap: %w", err)
-		}
-		n.log.Info("bootstrapped a new cluster", "cluster_id", strconv.FormatUint(n.ClusterID(), 16), "servers", len(servers))
+	return nil
+}
+
+// raftCurrentTerm is the stable-store key under which raft keeps its
+// current term (part of raft's on-disk format).
+var raftCurrentTerm = []byte("CurrentTerm")
+
+// bootstrap writes a new cluster's first configuration into the empty raft
+// state, before raft starts. A member that loaded its state from the
+// database also starts its raft at the database's fence: the raft term is
+// the fence, and a rebuilt cluster's raft would otherwise count terms from
+// 1 again, below the fence of the cluster whose data it carries on, and
+// its first leader would be fenced off for good. From a term at the fence
+// the first election wins a term above it.
+func (n *Node) bootstrap(rc *raft.Config, snaps raft.SnapshotStore, servers []raft.Server, fence uint64) error {
+	err := raft.BootstrapCluster(rc, n.logStore, n.logStore, snaps, n.transport, raft.Configuration{Servers: servers})
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("node: bootstrap: %w", err)
+	}
+	if term, err := n.logStore.GetUint64(raftCurrentTerm); err == nil && fence > term {
+		if err := n.logStore.SetUint64(raftCurrentTerm, fence); err != nil {
+			return fmt.Errorf("node: raise the raft term to the database's fence: %w", err)
+		}
+		n.log.Info("raft term raised to the database's fence", "term", fence)
+	} else if err != nil {
+		return fmt.Errorf("node: read the raft term: %w", err)
+	}
+	n.log.Info("bootstrapped a new cluster", "cluster_id", strconv.FormatUint(n.ClusterID(), 16), "servers", len(servers))
 	return nil
 }
 
@@ -397,44 +430,44 @@ func (n *Node) openRaft() error {
 // with no raft state over a database that holds data starts from that data
 // (same revisions, leases, compact revision) and joins its cluster; any
 // other member claims an unclaimed database or must match its cluster. A
-// new cluster's ID is fresh when members forming it agreed on one.
-func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) error {
+// new cluster's ID is fresh when members forming it agreed on one. It
+// returns the database's fence when the member loaded the database's state.
+func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) (fence uint64, err error) {
 	idPath := filepath.Join(n.cfg.DataDir, "cluster_id")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if n.sink != nil && !hasRaftState {
 		st, err := n.sink.State(ctx)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if st.ClusterID != 0 {
-			if _, err := n.sink.LoadInto(ctx, n.store); err != nil {
-				return err
+			if st, err = n.sink.LoadInto(ctx, n.store); err != nil {
+				return 0, err
 			}
 			n.log.Info("loaded state from the database", "rev", st.Revision, "compact_rev", st.CompactRev,
-				"cluster_id", strconv.FormatUint(st.ClusterID, 16))
+				"fence", st.LeaderTerm, "cluster_id", strconv.FormatUint(st.ClusterID, 16))
 			// The loaded state is in no raft entry: members added later
 			// must get it from a snapshot, so the first leader compacts
 			// the whole log once.
 			if err := os.WriteFile(filepath.Join(n.cfg.DataDir, baseSnapshotFile), nil, 0o600); err != nil {
-				return fmt.Errorf("node: %w", err)
+				return 0, fmt.Errorf("node: %w", err)
 			}
-			return n.adoptClusterID(st.ClusterID)
+			return st.LeaderTerm, n.adoptClusterID(st.ClusterID)
 		}
 	}
 	id := fresh
 	if id == 0 || hasRaftState {
-		var err error
 		if id, err = loadOrCreateClusterID(idPath); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if n.sink != nil {
 		if err := n.sink.SetClusterID(ctx, id); err != nil {
-			return fmt.Errorf("node: %w: point the member at its own database, or remove its data dir to rebuild it from this one", err)
+			return 0, fmt.Errorf("node: %w: point the member at its own database, or remove its data dir to rebuild it from this one", err)
 		}
 	}
-	return n.adoptClusterID(id)
+	return 0, n.adoptClusterID(id)
 }
 
 // baseSnapshotFile marks a store loaded from the database whose state no

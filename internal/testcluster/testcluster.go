@@ -263,6 +263,36 @@ func (c *Cluster) Restart(i int) {
 	c.t.Fatalf("restart member %d: %v", i, err)
 }
 
+// RestartTogether starts the given stopped members again at once and waits
+// until each serves: members with empty data dirs form the cluster anew,
+// and each waits, gossiping, for the others.
+func (c *Cluster) RestartTogether(members ...int) {
+	c.t.Helper()
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
+	for k, i := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for try := 0; try < 50; try++ {
+				if errs[k] = c.start(i); errs[k] == nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond) // ports still held
+			}
+		}()
+	}
+	wg.Wait()
+	for k, err := range errs {
+		if err != nil {
+			c.t.Fatalf("restart member %d: %v", members[k], err)
+		}
+	}
+	for _, i := range members {
+		testserver.WaitReady(c.t, c.Members[i].URL, 20*time.Second)
+	}
+}
+
 // Isolate cuts member i off from every other member.
 func (c *Cluster) Isolate(i int) {
 	var pairs [][2]int
