@@ -11,6 +11,7 @@ var (
 	ErrRequestTooLarge = rpc.ErrRequestTooLarge
 	ErrStopped         = rpc.ErrStopped
 	ErrUnavailable     = rpc.ErrUnavailable
+	ErrStorageRefused  = rpc.ErrStorageRefused
 	ErrMemberNotFound  = rpc.ErrMemberNotFound
 	ErrLeaderChanged   = rpc.ErrLeaderChanged
 )

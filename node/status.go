@@ -58,12 +58,17 @@ func (n *Node) startupCheck() error {
 	}
 }
 
-// SinkHealthy reports whether the system of record takes writes.
+// SinkHealthy reports whether the system of record takes writes: nil, or
+// why not, wrapping rpc.ErrStorageRefused when the database refuses an
+// entry's data.
 func (n *Node) SinkHealthy() error {
 	// Only the leader writes to the database; what the others last saw
 	// of it may be stale.
 	if n.sink == nil || !n.IsLeader() {
 		return nil
+	}
+	if err := n.sink.Refused(); err != nil {
+		return fmt.Errorf("%w: %w", ErrStorageRefused, err)
 	}
 	return n.sink.Healthy()
 }

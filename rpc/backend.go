@@ -19,6 +19,11 @@ var (
 	// ErrUnavailable: this member cannot take writes now (its storage is
 	// down); another member or a retry later may.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrStorageRefused: the database refuses an entry's data for a
+	// reason no retry cures (a value too long for its column); writes are
+	// refused until an operator fixes the schema. Only SinkHealthy
+	// returns it: clients see ErrUnavailable.
+	ErrStorageRefused = errors.New("writes are refused")
 	// ErrMemberNotFound: no member has the ID asked for.
 	ErrMemberNotFound = errors.New("member not found")
 	// ErrLeaderChanged: leadership moved while the request was in flight;
@@ -56,8 +61,9 @@ type Backend interface {
 	Term() uint64
 	// Healthy reports why this member should not get traffic, or nil.
 	Healthy() error
-	// SinkHealthy reports why writes are refused (the database is down),
-	// or nil. Reads and watches are served either way.
+	// SinkHealthy reports why writes are refused (the database is down,
+	// or refuses an entry: ErrStorageRefused), or nil. Reads and watches
+	// are served either way.
 	SinkHealthy() error
 	Members(ctx context.Context) ([]*pb.Member, error)
 	MemberRemove(ctx context.Context, id uint64) error

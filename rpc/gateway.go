@@ -207,6 +207,12 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	// reason says writes are refused, and ?writable=true makes it a 503.
 	if err := s.b.SinkHealthy(); err != nil {
 		reason := "database unavailable: writes are refused"
+		// A database that refuses an entry needs an operator, however
+		// long the sink retries: a 503, with the database's reason.
+		if errors.Is(err, ErrStorageRefused) {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": err.Error()})
+			return
+		}
 		if r.URL.Query().Get("writable") == "true" {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": reason})
 			return

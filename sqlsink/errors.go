@@ -15,4 +15,8 @@ var (
 	ErrAhead = errors.New("sqlsink: database is ahead of this member's state")
 	// ErrClusterMismatch: the database belongs to another cluster.
 	ErrClusterMismatch = errors.New("sqlsink: database belongs to another cluster")
+	// ErrRefused: the database refuses the data of an entry (too long
+	// for its column, out of range, a constraint), which no retry cures:
+	// the sink keeps retrying, but an operator must fix the schema.
+	ErrRefused = errors.New("sqlsink: database refuses an entry")
 )

@@ -32,6 +32,14 @@ func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
 					}
 					return 0
 				}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_sink_permanent_failure",
+				Help: "Whether the database refuses an entry's data, which retries cannot change (1), or not (0)."},
+				func() float64 {
+					if s.Refused() != nil {
+						return 1
+					}
+					return 0
+				}),
 		)
 	}
 	return m

@@ -137,6 +137,7 @@ type Sink struct {
 	sunkIndex atomic.Uint64
 	healthErr atomic.Pointer[error]
 	checked   atomic.Bool // the running sink passed Check
+	refused   atomic.Pointer[error]
 
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced when sunkIndex moves or health changes
@@ -340,12 +341,41 @@ func (s *Sink) Healthy() error {
 	return nil
 }
 
+// Refused returns, while the database refuses an entry's data (an error
+// wrapping ErrRefused), why; nil otherwise.
+func (s *Sink) Refused() error {
+	if p := s.refused.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// setRefused records that the database refuses an entry (err wrapping
+// ErrRefused) or, with nil, that it took the batch. Its one Error line
+// is the log's report of the refusal, however long retries go on.
+func (s *Sink) setRefused(err error) {
+	var prev *error
+	if err == nil {
+		prev = s.refused.Swap(nil)
+	} else {
+		prev = s.refused.Swap(&err)
+	}
+	switch {
+	case err != nil && prev == nil:
+		s.log.Error("the database refuses an entry, and retries cannot change that: writes are refused until an operator fixes the schema", "err", err)
+	case err == nil && prev != nil:
+		s.log.Info("the database took the entry it refused: writes resume")
+	}
+}
+
 func (s *Sink) setHealth(err error) {
 	prev := s.Healthy()
 	s.healthErr.Store(&err)
 	if (prev == nil) != (err == nil) {
 		if err != nil {
-			s.log.Warn("database unavailable: writes are refused", "err", err)
+			if !errors.Is(err, ErrRefused) { // setRefused said it
+				s.log.Warn("database unavailable: writes are refused", "err", err)
+			}
 		} else {
 			s.log.Info("database available: writes resume")
 		}
@@ -360,9 +390,10 @@ func (s *Sink) notify() {
 	s.mu.Unlock()
 }
 
-// WaitIndex waits until every entry up to raft index idx is in the database.
+// WaitIndex waits until every entry up to raft index idx is in the
+// database, as a running sink that passed its checks knows.
 func (s *Sink) WaitIndex(ctx context.Context, idx uint64) error {
-	return s.waitFor(ctx, func() bool { return s.sunkIndex.Load() >= idx })
+	return s.waitFor(ctx, func() bool { return s.checked.Load() && s.sunkIndex.Load() >= idx })
 }
 
 // WaitRevision waits until revision rev is in the database, or the

@@ -55,6 +55,13 @@ func (s *Sink) Check(ctx context.Context, store *fsm.Store, term uint64) (State,
 // so that writes are refused before they reach raft.
 func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 	s.checked.Store(false)
+	s.refused.Store(nil)
+	defer func() {
+		// Acks wait for the next run's check; what this one found
+		// refused, the next leader's finds out for itself.
+		s.checked.Store(false)
+		s.refused.Store(nil)
+	}()
 	st, err := s.Check(ctx, store, term)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -63,8 +70,16 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 		s.setHealth(err)
 		return err
 	}
-	s.checked.Store(true)
+	// The database says which raft entries it holds: a value read
+	// earlier may belong to another raft log (a cluster rebuilt from the
+	// database starts its indexes over) and would ack entries the
+	// database lacks. Nothing this leader proposes is below what the
+	// store had applied by now, so that bound keeps a stale value from
+	// acking it.
 	s.sunkRev.Store(st.Revision)
+	s.sunkIndex.Store(min(st.AppliedIndex, store.AppliedIndex()))
+	s.checked.Store(true)
+	s.notify()
 	s.log.Info("sink started", "rev", st.Revision, "term", term)
 	var leaseVersion uint64 // 0: leases are written on the first batch
 	dbCompact := st.CompactRev
@@ -111,6 +126,11 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 			}
 			w.close()
 			w = nil
+			// Retried all the same: the operator may fix the schema.
+			if r := refusal(err, s.sunkRev.Load()+1, ch.UpTo); r != nil {
+				err = r
+				s.setRefused(r)
+			}
 			if isLockWait(err) && s.evictWriter(ctx) {
 				continue // retry at once: the lock is free
 			}
@@ -144,6 +164,7 @@ func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
 		if ch.Complete {
 			s.sunkIndex.Store(ch.AppliedIndex)
 		}
+		s.setRefused(nil)
 		s.setHealth(nil)
 		s.notify()
 	}
