@@ -54,6 +54,7 @@ func watchCases() []Case {
 	cases = append(cases, watchReplayCases()...)
 	cases = append(cases, watchOptionCases()...)
 	cases = append(cases, watchControlCases()...)
+	cases = append(cases, watchBodyCases()...)
 	return cases
 }
 
@@ -189,6 +190,25 @@ func watchOptionCases() []Case {
 			nodel := c.WatchGRPC(createReq(c.Key(""), prefixEnd(c, ""), r1, filter(pb.WatchCreateRequest_NODELETE)))
 			nd := nodel.Collect("nodelete replay", Events(2), streamWait)
 			c.Want(nd, "messages[1].events[1].kv.key", c.BKey("b"))
+		}},
+	}
+}
+
+// watchBodyCases cover gateway watch bodies: many creates in one body (more
+// than the 256 KiB Go's HTTP server reads once a reply has begun).
+func watchBodyCases() []Case {
+	return []Case{
+		{Name: "watch_8000_creates_http", Run: func(c *Conn) {
+			const n = 8000
+			parts := make([]any, n)
+			for i := range parts {
+				parts[i] = M{"create_request": M{"key": c.BKey(fmt.Sprintf("k%05d", i))}}
+			}
+			s := c.WatchHTTP("open", parts...)
+			o := s.Tally("8000 created", n, 4*streamWait)
+			c.Want(o, "created", n)
+			c.Want(o, "ids_in_order", true)
+			s.Close()
 		}},
 	}
 }

@@ -105,6 +105,34 @@ func (s *Stream) Collect(label string, cond Until, wait time.Duration) *Obs {
 	return o
 }
 
+// Tally reads until n messages arrived, the stream ends, or wait elapses,
+// and records only a summary, for streams too long to compare message by
+// message: how many messages came, how many were "created" replies, and
+// whether those carried the watch IDs 0, 1, 2, ... in order.
+func (s *Stream) Tally(label string, n int, wait time.Duration) *Obs {
+	msgs := s.read(wait, func(m []any) bool { return len(m) >= n })
+	created, inOrder := 0, true
+	for _, m := range msgs {
+		r := unwrapResult(m)
+		if c, _ := Lookup(r, "created"); c != true {
+			continue
+		}
+		id, ok := Lookup(r, "watch_id")
+		if !ok {
+			id = "0"
+		}
+		inOrder = inOrder && fmt.Sprint(id) == fmt.Sprint(created)
+		created++
+	}
+	v := map[string]any{"messages": len(msgs), "created": created, "ids_in_order": inOrder}
+	if s.end != "" {
+		v["end"] = s.end
+	}
+	o := s.conn.Record(label, v)
+	s.conn.Check(len(msgs) >= n, "%s: wanted %d messages within %v, got %d", label, n, wait, len(msgs))
+	return o
+}
+
 // Quiet reads everything that arrives within d and records it; cases use it
 // to show that nothing (more) arrives.
 func (s *Stream) Quiet(label string, d time.Duration) *Obs {

@@ -177,17 +177,24 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Fatalf("range_end < key: kvs=%d count=%d err=%v", len(r.Kvs), r.Count, err)
 	}
 
+	// A body past the gateway's bound (twice what the gRPC server takes
+	// in one message, 4 MiB by default) is refused before it is decoded.
+	huge := `{"key":"L2JhZC9odWdl","value":"` + strings.Repeat("eHh4", 4<<20/3) + `"}`
 	httpCases := []struct {
 		name, path, body string
+		text             string // the error text, when it matters
 	}{
-		{"invalid JSON", "/v3/kv/put", `{"key":`},
-		{"not an object", "/v3/kv/range", `[1,2]`},
-		{"invalid base64", "/v3/kv/put", `{"key":"!!!","value":"dg=="}`},
-		{"wrong type", "/v3/kv/range", `{"key":"L2E=","limit":"x"}`},
-		{"empty key over HTTP", "/v3/kv/put", `{"value":"dg=="}`},
-		{"watch with invalid base64", "/v3/watch", `{"create_request":{"key":"!!!"}}`},
-		{"watch with truncated JSON", "/v3/watch", `{"create_request":`},
-		{"keepalive with a bad ID", "/v3/lease/keepalive", `{"ID":"x"}`},
+		{"body over the gateway bound", "/v3/kv/put", huge, "etcdserver: request is too large"},
+		{"watch body over the gateway bound", "/v3/watch", `{"create_request":{"key":"` + strings.Repeat("eHh4", 4<<20/3) + `"}}`, "etcdserver: request is too large"},
+		{"watch body of null", "/v3/watch", `null`, ""},
+		{"invalid JSON", "/v3/kv/put", `{"key":`, ""},
+		{"not an object", "/v3/kv/range", `[1,2]`, ""},
+		{"invalid base64", "/v3/kv/put", `{"key":"!!!","value":"dg=="}`, ""},
+		{"wrong type", "/v3/kv/range", `{"key":"L2E=","limit":"x"}`, ""},
+		{"empty key over HTTP", "/v3/kv/put", `{"value":"dg=="}`, ""},
+		{"watch with invalid base64", "/v3/watch", `{"create_request":{"key":"!!!"}}`, ""},
+		{"watch with truncated JSON", "/v3/watch", `{"create_request":`, ""},
+		{"keepalive with a bad ID", "/v3/lease/keepalive", `{"ID":"x"}`, ""},
 	}
 	for _, tc := range httpCases {
 		t.Run("http "+tc.name, func(t *testing.T) {
@@ -204,6 +211,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 			}
 			if !bytes.Contains(body, []byte(`"error"`)) || !bytes.Contains(body, []byte(`"code"`)) {
 				t.Fatalf("body is not an etcd error object: %s", body)
+			}
+			if tc.text != "" && !bytes.Contains(body, []byte(`"error":"`+tc.text+`"`)) {
+				t.Fatalf("body %s, want error %q", body, tc.text)
 			}
 			if after := fingerprint(t, c); after != before {
 				t.Fatalf("state changed:\nbefore %s\nafter  %s", before, after)
