@@ -320,3 +320,53 @@ func TestCompactZeroOnFreshStore(t *testing.T) {
 		t.Fatalf("range at 1 after compact(0): %q", got)
 	}
 }
+
+// A negative start revision is cancelled with the compact revision once
+// anything was compacted, as etcd does (etcdctl watch --rev -1); before the
+// first compaction it watches from the next revision, as start 0 does.
+func TestWatchNegativeStartRevision(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		compact     int64 // 0: none
+		start       int64
+		wantCompact int64
+	}{
+		{"no compaction, -1", 0, -1, 0},
+		{"no compaction, -100", 0, -100, 0},
+		{"compacted at 1, -1", 1, -1, 1},
+		{"compacted at 3, -5", 3, -5, 3},
+		{"compacted at 3, 0", 3, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.put("a", "1") // 2
+			h.put("a", "2") // 3
+			if tc.compact > 0 {
+				h.mustCompact(tc.compact)
+			}
+			ws := h.s.NewWatchStream()
+			id, created, err := ws.Watch(WatchRequest{Key: []byte("a"), StartRev: tc.start})
+			if err != nil || created != 3 {
+				t.Fatalf("Watch: created %d, %v", created, err)
+			}
+			msgs, _ := ws.Collect()
+			if tc.wantCompact != 0 {
+				if len(msgs) != 1 || msgs[0].WatchID != id || msgs[0].CompactRevision != tc.wantCompact || len(msgs[0].Events) != 0 {
+					t.Fatalf("messages %+v, want one cancel with compact revision %d", msgs, tc.wantCompact)
+				}
+				if ws.Len() != 0 {
+					t.Fatalf("%d watchers left, want 0", ws.Len())
+				}
+				return
+			}
+			if len(msgs) != 0 {
+				t.Fatalf("messages %+v, want none before a new revision", msgs)
+			}
+			h.put("a", "3") // 4
+			msgs, _ = ws.Collect()
+			if len(msgs) != 1 || len(msgs[0].Events) != 1 || msgs[0].Events[0].Kv.ModRevision != 4 {
+				t.Fatalf("messages %+v, want the put at 4", msgs)
+			}
+		})
+	}
+}

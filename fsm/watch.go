@@ -24,7 +24,7 @@ type WatchRequest struct {
 	ID       int64
 	Key      []byte
 	RangeEnd []byte // as in a range request: nil a single key, "\x00" all keys >= Key
-	StartRev int64  // 0 means "from the next revision"
+	StartRev int64  // 0 (or negative, before any compaction) means "from the next revision"
 	PrevKV   bool
 	NoPut    bool
 	NoDelete bool
@@ -96,7 +96,7 @@ func (s *Store) NewWatchStream() *WatchStream { return &WatchStream{s: s} }
 // Watch adds a watcher and returns its ID and the store revision to put in
 // the "created" reply.
 func (ws *WatchStream) Watch(r WatchRequest) (int64, int64, error) {
-	cur := ws.s.Rev()
+	cur, compactRev := ws.s.Revs()
 	end := rangeEnd(r.RangeEnd)
 	if len(end) > 0 && bytes.Compare(r.Key, end) >= 0 {
 		return -1, cur, ErrWatcherRangeEmpty
@@ -112,7 +112,12 @@ func (ws *WatchStream) Watch(r WatchRequest) (int64, int64, error) {
 		return -1, cur, ErrWatcherDuplicateID
 	}
 	next := r.StartRev
-	if next <= 0 || next > cur {
+	switch {
+	case next < 0 && compactRev >= 0:
+		// As etcd: a negative start revision is below any compaction,
+		// so the watcher is cancelled with the compact revision. Before
+		// the first compaction it starts from the next revision.
+	case next <= 0 || next > cur:
 		next = max(cur+1, r.StartRev)
 	}
 	w := &watcher{id: id, key: r.Key, end: end, next: next, req: r, sig: watcherSig(r.Key, end, r)}

@@ -215,11 +215,13 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 	if cr == nil {
 		return nil
 	}
-	// A create from a past revision waits for a barrier too, so that it
-	// sees every compaction acknowledged before it, on whichever member
-	// it was made: it is then cancelled as etcd's leader would cancel it.
+	// A create from a past revision (or a negative one, which etcd
+	// cancels once anything was compacted) waits for a barrier too, so
+	// that it sees every compaction acknowledged before it, on whichever
+	// member it was made: it is then cancelled as etcd's leader would
+	// cancel it.
 	rev := st.srv.b.Store().Rev()
-	if len(st.pending) > 0 || cr.StartRevision > rev+1 || (cr.StartRevision > 0 && cr.StartRevision <= rev) {
+	if len(st.pending) > 0 || cr.StartRevision > rev+1 || cr.StartRevision < 0 || (cr.StartRevision > 0 && cr.StartRevision <= rev) {
 		st.pending = append(st.pending, cr)
 		st.startBarrier()
 		return nil

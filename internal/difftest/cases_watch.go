@@ -287,6 +287,31 @@ func watchControlCases() []Case {
 			x := cl.Collect("clientv3 sees ErrCompacted", Msgs(2), streamWait)
 			c.Want(x, "messages[1].client_err", "etcdserver: mvcc: required revision has been compacted")
 		}},
+		// etcdctl watch --rev -1: once anything was compacted, a
+		// negative start revision is below it and the watch is
+		// cancelled with the compact revision.
+		{Name: "watch_negative_start_revision_http", Run: func(c *Conn) {
+			r := rev(c.Put("a", c.Key("a"), "1"))
+			c.WantOK(c.Compact("compact r", r))
+			s := c.WatchHTTP("open at -1", httpCreate(c, "", M{"start_revision": -1}))
+			o := s.Collect("created then canceled", Msgs(2), streamWait)
+			c.Want(o, "messages[0].result.created", true)
+			c.Want(o, "messages[0].result.header.revision", itoa(r))
+			c.Want(o, "messages[1].result.canceled", true)
+			c.Want(o, "messages[1].result.compact_revision", itoa(r))
+			c.Want(o, "messages[1].result.header.revision", Absent)
+		}},
+		{Name: "watch_negative_start_revision_grpc", Run: func(c *Conn) {
+			r := rev(c.Put("a", c.Key("a"), "1"))
+			c.WantOK(c.Compact("compact r", r))
+			s := c.WatchGRPC(createReq(c.Key("a"), "", -1))
+			o := s.Collect("created then canceled", Msgs(2), streamWait)
+			c.Want(o, "messages[1].canceled", true)
+			c.Want(o, "messages[1].compact_revision", itoa(r))
+			cl := c.WatchClient(c.Key("a"), clientv3.WithRev(-1))
+			x := cl.Collect("clientv3 sees ErrCompacted", Msgs(2), streamWait)
+			c.Want(x, "messages[1].client_err", "etcdserver: mvcc: required revision has been compacted")
+		}},
 		{Name: "watch_future_revision_http", Run: func(c *Conn) {
 			r := rev(c.Put("a", c.Key("a"), "1"))
 			s := c.WatchHTTP("open at r+2", httpCreate(c, "", M{"start_revision": r + 2}))
