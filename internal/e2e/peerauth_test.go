@@ -203,7 +203,9 @@ func TestMemberBeyondVoterCountStaysNonvoter(t *testing.T) {
 	if _, err := cl.MemberRemove(ctx, node.MemberID(name4)); err != nil {
 		t.Fatalf("member remove: %v", err)
 	}
-	if ms, _ := members(t, ctx, cl); len(ms) != 3 {
-		t.Fatalf("after member remove: %v", ms)
-	}
+	waitFor(t, ctx, "the fourth member removed", func() bool {
+		ms, _ := members(t, ctx, cl)
+		_, ok := ms[name4]
+		return !ok && len(ms) == 3
+	})
 }
