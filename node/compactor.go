@@ -75,7 +75,7 @@ func (n *Node) autoCompact() {
 					target = samples[0].rev
 				}
 			}
-			if target <= compacted || !n.ready.Load() {
+			if target <= compacted || !n.lead.isReady() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)

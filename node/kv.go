@@ -24,7 +24,7 @@ func (n *Node) propose(ctx context.Context, r *pb.InternalRaftRequest) (*fsm.Res
 	}
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	if err := n.waitLeading(ctx); err != nil {
+	if err := n.lead.waitLeading(ctx); err != nil {
 		return nil, err
 	}
 	// With the database down nothing is proposed: the client learns at

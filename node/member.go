@@ -100,7 +100,8 @@ func (m *Member) Done() <-chan error { return m.served }
 // so clients resume elsewhere from their last revision), then stops the
 // node.
 func (m *Member) Close() error {
-	m.Node.handOver()
+	voters, _ := m.Node.configCounts()
+	m.Node.lead.handOver(voters)
 	m.Server.Close()
 	m.listener.Close()
 	return m.Node.Close()

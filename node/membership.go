@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,7 +18,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/cluster"
-	"github.com/etcdsql/etcdsql/fsm"
 )
 
 // Membership: gossip (package cluster) tells every member who is around;
@@ -187,10 +185,10 @@ func (n *Node) reconcileMembers() {
 			lastJoin = time.Now()
 			n.gossip.Join(n.cfg.Gossip.Join)
 		}
-		if !n.ready.Load() {
+		if !n.lead.isReady() {
 			continue
 		}
-		n.hasPeers.Store(n.peerCount() > 0)
+		n.lead.hasPeers.Store(n.peerCount() > 0)
 		if n.gossip == nil {
 			continue
 		}
@@ -360,7 +358,7 @@ func (n *Node) caughtUp(m cluster.Member) bool {
 func (n *Node) removeMember(ctx context.Context, id uint64) error {
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	if err := n.waitLeading(ctx); err != nil {
+	if err := n.lead.waitLeading(ctx); err != nil {
 		return err
 	}
 	f := n.raft.GetConfiguration()
@@ -439,52 +437,6 @@ func (n *Node) gossipMember(name string) (cluster.Member, bool) {
 	}
 	return cluster.Member{}, false
 }
-
-// handOver transfers leadership before this member stops, so that the
-// cluster has a leader again within a round trip instead of an election
-// timeout.
-func (n *Node) handOver() {
-	if n.raft.State() != raft.Leader {
-		return
-	}
-	if voters, _ := n.configCounts(); voters < 2 {
-		return
-	}
-	if err := n.raft.LeadershipTransfer().Error(); err != nil {
-		n.log.Warn("leadership transfer before stopping failed", "err", err)
-		return
-	}
-	n.log.Info("handed leadership over before stopping")
-}
-
-// nudge tells followers promptly that the leader's writes are committed.
-// Raft sends the commit index with the next AppendEntries; when no write
-// follows, that is only after raft's commit timeout (50 ms), and
-// followers' watchers, forwarded writes and reads would wait that long.
-// So when the leader applies a request and nothing else is in flight, it
-// first appends a no-op, whose AppendEntries carries the commit at once
-// (while the leader itself applies). Under load, entries in flight carry
-// it and no no-op is added. Called from the apply goroutine.
-func (n *Node) nudge(l *raft.Log) {
-	if !n.ready.Load() || !n.hasPeers.Load() || l.Type != raft.LogCommand || bytes.Equal(l.Data, noopEntry) {
-		return
-	}
-	if n.raft.LastIndex() > l.Index {
-		return
-	}
-	// Bounded: the apply goroutine must never wait long on raft.
-	n.raft.Apply(noopEntry, 10*time.Millisecond) // its outcome does not matter
-}
-
-// noopEntry is the empty request: a new leader's first entry, and the
-// nudge.
-var noopEntry = func() []byte {
-	b, err := fsm.Encode(&pb.InternalRaftRequest{})
-	if err != nil {
-		panic(err)
-	}
-	return b
-}()
 
 // gossipAlive counts the members gossip sees alive, this one included.
 func (n *Node) gossipAlive() int {

@@ -202,14 +202,7 @@ type Node struct {
 	clusterID atomic.Uint64
 	memberID  uint64
 	readIndex *coalescer
-	hasPeers  atomic.Bool // the configuration has other members
-
-	// ready is set once this member leads and has applied everything
-	// committed before its term: the no-op it commits first, at barrierIdx.
-	ready      atomic.Bool
-	barrierIdx atomic.Uint64
-	readyMu    sync.Mutex
-	readyCh    chan struct{} // closed when leadership state changes
+	lead      *leadership
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -243,7 +236,6 @@ func New(cfg Config) (*Node, error) {
 		log:      log.With("component", "node"),
 		store:    store,
 		memberID: MemberID(cfg.Name),
-		readyCh:  make(chan struct{}),
 		stop:     make(chan struct{}),
 	}
 	n.lessor = newLessor(store)
@@ -277,8 +269,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Registry != nil {
 		n.registerMetrics(cfg.Registry)
 	}
-	n.wg.Add(3)
-	go n.watchLeadership()
+	n.wg.Add(4)
+	go func() { defer n.wg.Done(); n.lead.run() }()
+	go func() { defer n.wg.Done(); n.lead.observe() }()
 	go n.expireLeases()
 	go n.reconcileMembers()
 	if cfg.AutoCompaction.Mode != "" {
@@ -391,8 +384,26 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
+	n.wireLeadership()
 	n.peer.serve(leaderSide{n})
 	return nil
+}
+
+// wireLeadership gives the leader's duties what they act on: winning an
+// election starts the database snapshot (if pending), the sink and the
+// lease clock; any change stops the lease clock and the sink first.
+func (n *Node) wireLeadership() {
+	n.lead = newLeadership(n.raft, n.cfg.Name, n.cfg.RequestTimeout, n.log, n.stop)
+	n.lead.peers = n.peerCount
+	n.lead.lose = func() {
+		n.lessor.demote()
+		n.stopSink()
+	}
+	n.lead.gain = func() {
+		n.snapshotBase()
+		n.startSink()
+		n.lessor.promote()
+	}
 }
 
 // raftCurrentTerm is the stable-store key under which raft keeps its
@@ -522,122 +533,6 @@ func loadOrCreateClusterID(path string) (uint64, error) {
 		return 0, fmt.Errorf("node: cluster id: %w", err)
 	}
 	return id, nil
-}
-
-// watchLeadership makes the node ready to serve as leader once it has
-// applied everything committed before its term, and hands lease expiry to
-// whoever leads.
-func (n *Node) watchLeadership() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case leader := <-n.raft.LeaderCh():
-			n.setReady(false)
-			n.lessor.demote()
-			n.stopSink()
-			if !leader {
-				n.log.Info("lost leadership", "term", n.raft.CurrentTerm())
-				continue
-			}
-			// A no-op through the state machine: once it is applied,
-			// everything committed in earlier terms is too, and its index
-			// is one the store itself records (raft's own no-op and
-			// barrier entries never reach the store).
-			n.hasPeers.Store(n.peerCount() > 0)
-			idx, ok := n.commitNoop()
-			if !ok {
-				continue
-			}
-			n.barrierIdx.Store(idx)
-			n.snapshotBase()
-			n.startSink()
-			n.lessor.promote()
-			n.setReady(true)
-			n.log.Info("became leader", "term", n.raft.CurrentTerm())
-		}
-	}
-}
-
-// commitNoop commits the new leader's no-op, trying again while this
-// member still leads: a leader that gave up after one failure would lead
-// without ever being ready, and every write would time out until the next
-// election.
-func (n *Node) commitNoop() (uint64, bool) {
-	for {
-		f := n.raft.Apply(noopEntry, n.cfg.RequestTimeout)
-		err := f.Error()
-		if err == nil {
-			return f.Index(), true
-		}
-		if n.raft.State() != raft.Leader {
-			return 0, false
-		}
-		n.log.Warn("no-op after election failed; trying again", "err", err)
-		select {
-		case <-n.stop:
-			return 0, false
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func (n *Node) setReady(v bool) {
-	n.readyMu.Lock()
-	defer n.readyMu.Unlock()
-	if n.ready.Load() == v {
-		return
-	}
-	n.ready.Store(v)
-	close(n.readyCh)
-	n.readyCh = make(chan struct{})
-}
-
-// waitReady waits until this member leads and is ready.
-func (n *Node) waitReady(ctx context.Context) error {
-	for {
-		n.readyMu.Lock()
-		ch := n.readyCh
-		n.readyMu.Unlock()
-		if n.ready.Load() {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-n.stop:
-			return ErrStopped
-		case <-ctx.Done():
-			if n.raft.Leader() == "" {
-				return ErrNoLeader
-			}
-			return ErrTimeout
-		}
-	}
-}
-
-// waitLeading waits until this member, leading, is ready; it fails with
-// ErrNotLeader as soon as it does not lead.
-func (n *Node) waitLeading(ctx context.Context) error {
-	for {
-		n.readyMu.Lock()
-		ch := n.readyCh
-		n.readyMu.Unlock()
-		if n.ready.Load() {
-			return nil
-		}
-		if n.raft.State() != raft.Leader {
-			return ErrNotLeader
-		}
-		select {
-		case <-ch:
-		case <-n.stop:
-			return ErrStopped
-		case <-ctx.Done():
-			return ErrTimeout
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 // requestContext bounds ctx by the request timeout.

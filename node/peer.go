@@ -131,6 +131,18 @@ func (p *peerPort) client(addr string) (*rpc.PeerClient, error) {
 	return rpc.NewPeerClient(cc), nil
 }
 
+// redial makes the cached connection to addr dial again at once instead
+// of after its backoff (a member that restarted is back): calls in flight
+// on it go on.
+func (p *peerPort) redial(addr string) {
+	p.mu.Lock()
+	cc := p.conns[addr]
+	p.mu.Unlock()
+	if cc != nil {
+		cc.ResetConnectBackoff()
+	}
+}
+
 func (p *peerPort) close() {
 	p.mu.Lock()
 	for addr, cc := range p.conns {

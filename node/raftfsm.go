@@ -18,7 +18,7 @@ var (
 )
 
 func (f raftFSM) Apply(l *raft.Log) interface{} {
-	f.n.nudge(l)
+	f.n.lead.nudge(l)
 	res := f.n.store.Apply(l.Index, l.Data)
 	if g := res.LeaseGrant; g != nil && res.Err == nil {
 		f.n.lessor.granted(g.ID, l.Index, g.TTL, time.Now())

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/hashicorp/raft"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/fsm"
@@ -21,43 +20,42 @@ import (
 // deadline. The leader's side never forwards again.
 
 // leaderBackend returns who answers for the leader: this member, or a
-// client of the leader's internal service. It waits, within ctx, for a
-// leader to be known.
-func (n *Node) leaderBackend(ctx context.Context) (rpc.PeerBackend, error) {
-	for {
-		if n.raft.State() == raft.Leader {
-			return leaderSide{n}, nil
-		}
-		if addr, id := n.raft.LeaderWithID(); id != "" && id != raft.ServerID(n.cfg.Name) {
-			return n.peer.client(string(addr))
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ErrNoLeader
-		case <-n.stop:
-			return nil, ErrStopped
-		case <-time.After(10 * time.Millisecond):
-		}
+// client of the leader's internal service (and the leader's peer
+// address). It waits, within ctx, for a leader to be known.
+func (n *Node) leaderBackend(ctx context.Context) (rpc.PeerBackend, string, error) {
+	addr, err := n.lead.waitLeader(ctx)
+	if err != nil {
+		return nil, "", err
 	}
+	if addr == "" {
+		return leaderSide{n}, "", nil
+	}
+	c, err := n.peer.client(addr)
+	return c, addr, err
 }
 
 // viaLeader runs call against the leader. A member that turned out not to
 // lead answered before proposing anything, and a leader that could not be
 // reached got nothing, so the call is retried with whoever leads now until
-// ctx ends.
+// ctx ends; a leader that could not be reached is dialed again at once (it
+// may have restarted) instead of after the connection's backoff.
 func viaLeader[T any](n *Node, ctx context.Context, call func(context.Context, rpc.PeerBackend) (T, error)) (T, error) {
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
 	for {
-		b, err := n.leaderBackend(ctx)
+		b, addr, err := n.leaderBackend(ctx)
 		if err != nil {
 			var zero T
 			return zero, err
 		}
 		resp, err := call(ctx, b)
-		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, rpc.ErrPeerUnreachable) {
+		if errors.Is(err, rpc.ErrPeerUnreachable) {
+			n.peer.redial(addr)
+		} else if !errors.Is(err, ErrNotLeader) {
 			return resp, err
 		}
+		// A short pause: the member asked may know of the new leader
+		// before this one does.
 		select {
 		case <-ctx.Done():
 			return resp, ErrNoLeader
@@ -289,7 +287,7 @@ func (l leaderSide) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse,
 func (l leaderSide) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	n := l.n
 	if n.sink != nil && r.Revision > n.sink.SunkRevision() && r.Revision <= n.store.Rev() {
-		if err := n.waitLeading(ctx); err != nil {
+		if err := n.lead.waitLeading(ctx); err != nil {
 			return nil, err
 		}
 		ctx, cancel := n.requestContext(ctx)
@@ -337,7 +335,7 @@ func (l leaderSide) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (
 func (l leaderSide) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	ctx, cancel := l.n.requestContext(ctx)
 	defer cancel()
-	if err := l.n.waitLeading(ctx); err != nil {
+	if err := l.n.lead.waitLeading(ctx); err != nil {
 		return 0, err
 	}
 	return l.n.lessor.renew(id, time.Now())
@@ -376,7 +374,7 @@ func (l leaderSide) ReadIndex(ctx context.Context) (uint64, error) {
 	n := l.n
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	if err := n.waitLeading(ctx); err != nil {
+	if err := n.lead.waitLeading(ctx); err != nil {
 		return 0, err
 	}
 	idx := n.raft.CommitIndex()

@@ -41,7 +41,7 @@ func (n *Node) startupCheck() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*n.cfg.ElectionTimeout)
 	defer cancel()
-	if n.waitReady(ctx) != nil {
+	if n.lead.waitReady(ctx) != nil {
 		return nil // not the leader (yet): its sink checks when it leads
 	}
 	for {
@@ -209,7 +209,7 @@ func (n *Node) failedMembers() int {
 
 // IsLeader reports whether this member leads and is ready to serve as
 // leader.
-func (n *Node) IsLeader() bool { return n.ready.Load() && n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool { return n.lead.isReady() }
 
 // RaftStats returns raft's own counters (last_snapshot_index, num_peers,
 // ...), for tests and debugging.
