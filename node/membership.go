@@ -2,16 +2,9 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -30,137 +23,6 @@ import (
 // catchUpEntries is how far behind the leader's applied index a non-voter
 // may be and still be promoted.
 const catchUpEntries = 256
-
-// startGossip joins the gossip cluster, saying who this member is.
-func (n *Node) startGossip() error {
-	if n.cfg.Gossip == nil {
-		return nil
-	}
-	gc := *n.cfg.Gossip
-	gc.Name = n.cfg.Name
-	if gc.Logger == nil {
-		gc.Logger = n.baseLog
-	}
-	var nonce [8]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return err
-	}
-	if len(n.cfg.ClusterKey) > 0 {
-		key, err := GossipKey(n.cfg.ClusterKey)
-		if err != nil {
-			return err
-		}
-		gc.SecretKey = key
-	}
-	gc.Meta.RaftAddr = n.advertisePeer()
-	gc.Meta.ClientURLs = n.cfg.ClientURLs
-	gc.Meta.PeerURLs = n.cfg.PeerURLs
-	gc.Meta.Nonce = hex.EncodeToString(nonce[:])
-	gc.Meta.Role = cluster.RoleVoter
-	if n.cfg.Nonvoter {
-		gc.Meta.Role = cluster.RoleNonvoter
-	}
-	if id := n.ClusterID(); id != 0 {
-		gc.Meta.ClusterID = strconv.FormatUint(id, 16)
-	}
-	c, err := cluster.Start(gc)
-	if err != nil {
-		return err
-	}
-	n.gossip = c
-	return nil
-}
-
-func (n *Node) advertisePeer() string {
-	if n.cfg.AdvertisePeerAddr != "" {
-		return n.cfg.AdvertisePeerAddr
-	}
-	return n.cfg.PeerAddr
-}
-
-// formation is how a member without raft state enters the cluster.
-type formation struct {
-	join      bool          // an existing cluster adds this member
-	servers   []raft.Server // or: bootstrap with these voters
-	clusterID uint64
-}
-
-// awaitFormation waits, gossiping, until this member either sees a formed
-// cluster (it will be added to it) or BootstrapExpect voters that have
-// none (together they bootstrap one, each with the same configuration).
-func (n *Node) awaitFormation() (formation, error) {
-	lastLog := time.Now()
-	for {
-		members := n.gossip.Members()
-		var voters []cluster.Member
-		for _, m := range members {
-			if m.State != cluster.StateAlive || m.Name == n.cfg.Name {
-				continue
-			}
-			if m.Meta.ClusterID != "" {
-				id, err := strconv.ParseUint(m.Meta.ClusterID, 16, 64)
-				if err != nil {
-					return formation{}, fmt.Errorf("node: member %s gossips a bad cluster id %q", m.Name, m.Meta.ClusterID)
-				}
-				n.log.Info("found a formed cluster: waiting to be added", "via", m.Name, "cluster_id", m.Meta.ClusterID)
-				return formation{join: true, clusterID: id}, nil
-			}
-			if m.Meta.Role == cluster.RoleVoter && m.Meta.RaftAddr != "" {
-				voters = append(voters, m)
-			}
-		}
-		if n.cfg.BootstrapExpect > 0 && !n.cfg.Nonvoter && len(voters)+1 >= n.cfg.BootstrapExpect {
-			self := n.gossipSelf()
-			voters = append(voters, self)
-			slices.SortFunc(voters, func(a, b cluster.Member) int { return strings.Compare(a.Name, b.Name) })
-			f := formation{}
-			h := fnv.New64a()
-			for _, v := range voters {
-				f.servers = append(f.servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(v.Name), Address: raft.ServerAddress(v.Meta.RaftAddr)})
-				h.Write([]byte(v.Name + "/" + v.Meta.Nonce + "\n"))
-			}
-			f.clusterID = h.Sum64() &^ (1 << 63)
-			return f, nil
-		}
-		if time.Since(lastLog) > 10*time.Second {
-			lastLog = time.Now()
-			n.log.Info("waiting for servers to form a cluster", "expect", n.cfg.BootstrapExpect, "seen", len(voters)+1)
-			if len(n.cfg.Gossip.Join) > 0 {
-				n.gossip.Join(n.cfg.Gossip.Join)
-			}
-		}
-		select {
-		case <-n.gossip.Changed():
-		case <-time.After(time.Second):
-			if len(voters) == 0 && len(n.cfg.Gossip.Join) > 0 {
-				n.gossip.Join(n.cfg.Gossip.Join)
-			}
-		case <-n.stop:
-			return formation{}, ErrStopped
-		}
-	}
-}
-
-func (n *Node) gossipSelf() cluster.Member {
-	if m, ok := n.gossipMember(n.cfg.Name); ok {
-		return m
-	}
-	return cluster.Member{Name: n.cfg.Name, Meta: cluster.Meta{RaftAddr: n.advertisePeer()}}
-}
-
-// adoptClusterID records the cluster this member belongs to and says so in
-// gossip.
-func (n *Node) adoptClusterID(id uint64) error {
-	n.clusterID.Store(id)
-	path := filepath.Join(n.cfg.DataDir, "cluster_id")
-	if err := os.WriteFile(path, []byte(strconv.FormatUint(id, 16)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("node: cluster id: %w", err)
-	}
-	if n.gossip != nil {
-		return n.gossip.UpdateMeta(func(m *cluster.Meta) { m.ClusterID = strconv.FormatUint(id, 16) }, 5*time.Second)
-	}
-	return nil
-}
 
 // reconcileMembers runs on every member and acts while it leads.
 func (n *Node) reconcileMembers() {
@@ -198,96 +60,163 @@ func (n *Node) reconcileMembers() {
 	}
 }
 
-func (n *Node) reconcileOnce(failedSince, refused map[string]time.Time) error {
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return err
-	}
+// stepKind is one change the leader makes to reconcile raft with gossip.
+type stepKind int
+
+const (
+	stepAdd          stepKind = iota // a new member: add it as a non-voter, once it authenticated
+	stepMove                         // a member's peer address changed: re-add it there, once it authenticated
+	stepPromote                      // a non-voter asking to vote: promote it, once it caught up
+	stepRemoveLeft                   // it left gracefully: remove it and forget it
+	stepForget                       // it left and is not in raft: forget it in gossip
+	stepReportFailed                 // it has just been seen failed: say so
+	stepRemoveFailed                 // failed for DeadServerCleanup: remove it and forget it
+)
+
+// step is one planned change; server is the member's entry in raft's
+// configuration, if any.
+type step struct {
+	kind   stepKind
+	member cluster.Member
+	server raft.Server
+}
+
+// reconcileInput is everything the reconcile plan depends on.
+type reconcileInput struct {
+	self        string
+	clusterID   uint64
+	servers     []raft.Server    // raft's configuration
+	members     []cluster.Member // what gossip sees
+	evicted     func(name string) bool
+	failedSince map[string]time.Time // first seen failed; updated by the plan
+	now         time.Time
+	voterLimit  int
+	deadCleanup time.Duration // 0: failed members are only reported
+}
+
+// planReconcile decides, from raft's configuration and gossip, what the
+// leader changes: a pure function of its input (but for failedSince,
+// which it keeps current). The checks that need the network (is a new
+// member authentic, has a non-voter caught up) are the executor's.
+func planReconcile(in reconcileInput) []step {
 	conf := map[raft.ServerID]raft.Server{}
 	voters := 0
-	for _, s := range f.Configuration().Servers {
+	for _, s := range in.servers {
 		conf[s.ID] = s
 		if s.Suffrage == raft.Voter {
 			voters++
 		}
 	}
-	myID := strconv.FormatUint(n.ClusterID(), 16)
-	const timeout = 10 * time.Second
-	for _, m := range n.gossip.Members() {
-		id := raft.ServerID(m.Name)
-		s, inConf := conf[id]
-		if m.Name == n.cfg.Name {
+	myID := strconv.FormatUint(in.clusterID, 16)
+	var plan []step
+	for _, m := range in.members {
+		s, inConf := conf[raft.ServerID(m.Name)]
+		if m.Name == in.self {
 			continue
 		}
 		if m.State != cluster.StateFailed {
-			delete(failedSince, m.Name)
+			delete(in.failedSince, m.Name)
 		}
+		add := func(k stepKind) { plan = append(plan, step{kind: k, member: m, server: s}) }
 		switch m.State {
 		case cluster.StateAlive:
-			if (m.Meta.ClusterID != "" && m.Meta.ClusterID != myID) || m.Meta.RaftAddr == "" || m.Meta.Leaving {
-				continue
-			}
-			if n.isEvicted(m.Name) {
-				continue
-			}
-			addr := raft.ServerAddress(m.Meta.RaftAddr)
-			if (!inConf || s.Address != addr) && !n.authenticated(m, refused) {
-				continue
-			}
 			switch {
+			case (m.Meta.ClusterID != "" && m.Meta.ClusterID != myID) || m.Meta.RaftAddr == "" || m.Meta.Leaving || in.evicted(m.Name):
 			case !inConf:
-				n.log.Info("adding member as non-voter", "member", m.Name, "addr", addr)
-				if err := n.raft.AddNonvoter(id, addr, 0, timeout).Error(); err != nil {
-					return err
-				}
-			case s.Address != addr:
-				n.log.Info("member moved", "member", m.Name, "from", s.Address, "to", addr)
-				add := n.raft.AddNonvoter
-				if s.Suffrage == raft.Voter {
-					add = n.raft.AddVoter
-				}
-				if err := add(id, addr, 0, timeout).Error(); err != nil {
-					return err
-				}
-			case s.Suffrage == raft.Nonvoter && m.Meta.Role == cluster.RoleVoter:
-				if voters >= n.cfg.voterLimit() || !n.caughtUp(m) {
-					continue
-				}
-				n.log.Info("promoting caught-up member to voter", "member", m.Name)
-				if err := n.raft.AddVoter(id, addr, 0, timeout).Error(); err != nil {
-					return err
-				}
+				add(stepAdd)
+			case s.Address != raft.ServerAddress(m.Meta.RaftAddr):
+				add(stepMove)
+			case s.Suffrage == raft.Nonvoter && m.Meta.Role == cluster.RoleVoter && voters < in.voterLimit:
+				add(stepPromote)
 				voters++
 			}
 		case cluster.StateLeft:
 			if inConf {
-				n.log.Info("removing member that left", "member", m.Name)
-				if err := n.raft.RemoveServer(id, 0, timeout).Error(); err != nil {
-					return err
-				}
+				add(stepRemoveLeft)
+			} else {
+				add(stepForget)
 			}
-			n.gossip.Forget(m.Name)
 		case cluster.StateFailed:
-			if _, ok := failedSince[m.Name]; !ok {
-				failedSince[m.Name] = time.Now()
+			since, seen := in.failedSince[m.Name]
+			if !seen {
+				since = in.now
+				in.failedSince[m.Name] = since
 				if inConf {
-					n.log.Warn("member failed: it stays in the cluster until removed", "member", m.Name)
+					add(stepReportFailed)
 				}
-			}
-			if !inConf || n.cfg.DeadServerCleanup <= 0 || time.Since(failedSince[m.Name]) < n.cfg.DeadServerCleanup {
-				continue
 			}
 			// Only while the others still form a majority of what is left.
-			if s.Suffrage == raft.Voter && voters-1 < 3 {
+			if !inConf || in.deadCleanup <= 0 || in.now.Sub(since) < in.deadCleanup || (s.Suffrage == raft.Voter && voters-1 < 3) {
 				continue
 			}
-			n.log.Warn("removing failed member (dead server cleanup)", "member", m.Name, "failed_for", time.Since(failedSince[m.Name]).Round(time.Second))
-			if err := n.raft.RemoveServer(id, 0, timeout).Error(); err != nil {
-				return err
+			add(stepRemoveFailed)
+			if s.Suffrage == raft.Voter {
+				voters--
 			}
-			n.gossip.Forget(m.Name)
-			delete(failedSince, m.Name)
 		}
+	}
+	return plan
+}
+
+// reconcileOnce plans and carries out one round.
+func (n *Node) reconcileOnce(failedSince, refused map[string]time.Time) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	plan := planReconcile(reconcileInput{
+		self: n.cfg.Name, clusterID: n.ClusterID(), servers: f.Configuration().Servers, members: n.gossip.Members(),
+		evicted: n.isEvicted, failedSince: failedSince, now: time.Now(),
+		voterLimit: n.cfg.voterLimit(), deadCleanup: n.cfg.DeadServerCleanup,
+	})
+	for _, st := range plan {
+		if err := n.carryOut(st, failedSince, refused); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// carryOut makes one planned change, after the checks that need the
+// network.
+func (n *Node) carryOut(st step, failedSince, refused map[string]time.Time) error {
+	const timeout = 10 * time.Second
+	m := st.member
+	id, addr := raft.ServerID(m.Name), raft.ServerAddress(m.Meta.RaftAddr)
+	switch st.kind {
+	case stepAdd, stepMove:
+		if !n.authenticated(m, refused) {
+			return nil
+		}
+		add := n.raft.AddNonvoter
+		if st.kind == stepMove && st.server.Suffrage == raft.Voter {
+			add = n.raft.AddVoter
+		}
+		n.log.Info("adding member", "member", m.Name, "addr", addr, "moved_from", st.server.Address, "voter", st.server.Suffrage == raft.Voter)
+		return add(id, addr, 0, timeout).Error()
+	case stepPromote:
+		if !n.caughtUp(m) {
+			return nil
+		}
+		n.log.Info("promoting caught-up member to voter", "member", m.Name)
+		return n.raft.AddVoter(id, addr, 0, timeout).Error()
+	case stepRemoveLeft:
+		n.log.Info("removing member that left", "member", m.Name)
+		if err := n.raft.RemoveServer(id, 0, timeout).Error(); err != nil {
+			return err
+		}
+		n.gossip.Forget(m.Name)
+	case stepForget:
+		n.gossip.Forget(m.Name)
+	case stepReportFailed:
+		n.log.Warn("member failed: it stays in the cluster until removed", "member", m.Name)
+	case stepRemoveFailed:
+		n.log.Warn("removing failed member (dead server cleanup)", "member", m.Name, "failed_for", time.Since(failedSince[m.Name]).Round(time.Second))
+		if err := n.raft.RemoveServer(id, 0, timeout).Error(); err != nil {
+			return err
+		}
+		n.gossip.Forget(m.Name)
+		delete(failedSince, m.Name)
 	}
 	return nil
 }
@@ -333,19 +262,6 @@ func (n *Node) memberStatus(m cluster.Member) (*pb.StatusResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return c.Status(ctx)
-}
-
-// voterLimit is how many voters the leader promotes members up to.
-func (c Config) voterLimit() int {
-	switch {
-	case c.MaxVoters > 0:
-		return c.MaxVoters
-	case c.BootstrapExpect > 0:
-		return c.BootstrapExpect
-	case c.Gossip != nil && len(c.Gossip.Join) > 0:
-		return 3
-	}
-	return 1
 }
 
 // caughtUp asks a non-voter how far it has applied.
@@ -423,28 +339,4 @@ func (n *Node) Leave(timeout time.Duration) error {
 		err = errors.Join(err, n.gossip.Leave(timeout))
 	}
 	return err
-}
-
-// gossipMember returns what gossip knows of a member.
-func (n *Node) gossipMember(name string) (cluster.Member, bool) {
-	if n.gossip == nil {
-		return cluster.Member{}, false
-	}
-	for _, m := range n.gossip.Members() {
-		if m.Name == name {
-			return m, true
-		}
-	}
-	return cluster.Member{}, false
-}
-
-// gossipAlive counts the members gossip sees alive, this one included.
-func (n *Node) gossipAlive() int {
-	alive := 0
-	for _, m := range n.gossip.Members() {
-		if m.State == cluster.StateAlive {
-			alive++
-		}
-	}
-	return alive
 }

@@ -58,21 +58,18 @@ func GossipKey(clusterKey []byte) ([]byte, error) {
 	return deriveKey(clusterKey, labelGossipKey, 32)
 }
 
-// ClusterKeyTLS returns the peer port's TLS configuration derived from the
-// cluster key: mutual TLS 1.3 with a certificate of this member's own,
-// signed by the CA every member derives from the key, which is the only
-// CA trusted. It serves as both the server's and the client's config.
-func ClusterKeyTLS(clusterKey []byte) (*tls.Config, error) {
+// clusterCA is the CA every member derives from the cluster key. Every
+// field is fixed and ed25519 signs deterministically, so every member
+// builds the same certificate.
+func clusterCA(clusterKey []byte) (*x509.Certificate, ed25519.PrivateKey, error) {
 	seed, err := deriveKey(clusterKey, labelPeerCA, ed25519.SeedSize)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	caKey := ed25519.NewKeyFromSeed(seed)
 	caPub := caKey.Public().(ed25519.PublicKey)
 	ski := sha256.Sum256(caPub)
-	// Every field is fixed and ed25519 signs deterministically, so every
-	// member builds the same CA certificate.
-	caTmpl := &x509.Certificate{
+	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "etcdsql cluster key CA"},
 		NotBefore:             time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -82,13 +79,25 @@ func ClusterKeyTLS(clusterKey []byte) (*tls.Config, error) {
 		KeyUsage:              x509.KeyUsageCertSign,
 		SubjectKeyId:          ski[:20],
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caPub, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caPub, caKey)
 	if err != nil {
-		return nil, fmt.Errorf("node: cluster key CA: %w", err)
+		return nil, nil, fmt.Errorf("node: cluster key CA: %w", err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	ca, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("node: cluster key CA: %w", err)
+		return nil, nil, fmt.Errorf("node: cluster key CA: %w", err)
+	}
+	return ca, caKey, nil
+}
+
+// ClusterKeyTLS returns the peer port's TLS configuration derived from the
+// cluster key: mutual TLS 1.3 with a certificate of this member's own,
+// signed by the CA every member derives from the key, which is the only
+// CA trusted. It serves as both the server's and the client's config.
+func ClusterKeyTLS(clusterKey []byte) (*tls.Config, error) {
+	ca, caKey, err := clusterCA(clusterKey)
+	if err != nil {
+		return nil, err
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -115,7 +124,7 @@ func ClusterKeyTLS(clusterKey []byte) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER, caDER}, PrivateKey: priv}},
+		Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER, ca.Raw}, PrivateKey: priv}},
 		RootCAs:      pool,
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,

@@ -1,0 +1,145 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// raftCurrentTerm is the stable-store key under which raft keeps its
+// current term (part of raft's on-disk format).
+var raftCurrentTerm = []byte("CurrentTerm")
+
+// bootstrap writes a new cluster's first configuration into the empty raft
+// state, before raft starts. A member that loaded its state from the
+// database also starts its raft at the database's fence: the raft term is
+// the fence, and a rebuilt cluster's raft would otherwise count terms from
+// 1 again, below the fence of the cluster whose data it carries on, and
+// its first leader would be fenced off for good. From a term at the fence
+// the first election wins a term above it.
+func (n *Node) bootstrap(rc *raft.Config, snaps raft.SnapshotStore, servers []raft.Server, fence uint64) error {
+	err := raft.BootstrapCluster(rc, n.logStore, n.logStore, snaps, n.transport, raft.Configuration{Servers: servers})
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node: bootstrap: %w", err)
+	}
+	if term, err := n.logStore.GetUint64(raftCurrentTerm); err == nil && fence > term {
+		if err := n.logStore.SetUint64(raftCurrentTerm, fence); err != nil {
+			return fmt.Errorf("node: raise the raft term to the database's fence: %w", err)
+		}
+		n.log.Info("raft term raised to the database's fence", "term", fence)
+	} else if err != nil {
+		return fmt.Errorf("node: read the raft term: %w", err)
+	}
+	n.log.Info("bootstrapped a new cluster", "cluster_id", strconv.FormatUint(n.ClusterID(), 16), "servers", len(servers))
+	return nil
+}
+
+// adoptDatabase settles the cluster ID with the system of record. A member
+// with no raft state over a database that holds data starts from that data
+// (same revisions, leases, compact revision) and joins its cluster; any
+// other member claims an unclaimed database or must match its cluster. A
+// new cluster's ID is fresh when members forming it agreed on one. It
+// returns the database's fence when the member loaded the database's state.
+func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) (fence uint64, err error) {
+	idPath := filepath.Join(n.cfg.DataDir, "cluster_id")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if n.sink != nil && !hasRaftState {
+		st, err := n.sink.State(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if st.ClusterID != 0 {
+			if st, err = n.sink.LoadInto(ctx, n.store); err != nil {
+				return 0, err
+			}
+			n.log.Info("loaded state from the database", "rev", st.Revision, "compact_rev", st.CompactRev,
+				"fence", st.LeaderTerm, "cluster_id", strconv.FormatUint(st.ClusterID, 16))
+			// The loaded state is in no raft entry: members added later
+			// must get it from a snapshot, so the first leader compacts
+			// the whole log once.
+			if err := os.WriteFile(filepath.Join(n.cfg.DataDir, baseSnapshotFile), nil, 0o600); err != nil {
+				return 0, fmt.Errorf("node: %w", err)
+			}
+			return st.LeaderTerm, n.adoptClusterID(st.ClusterID)
+		}
+	}
+	id := fresh
+	if id == 0 || hasRaftState {
+		if id, err = loadOrCreateClusterID(idPath); err != nil {
+			return 0, err
+		}
+	}
+	if n.sink != nil {
+		if err := n.sink.SetClusterID(ctx, id); err != nil {
+			return 0, fmt.Errorf("node: %w: point the member at its own database, or remove its data dir to rebuild it from this one", err)
+		}
+	}
+	return 0, n.adoptClusterID(id)
+}
+
+// baseSnapshotFile marks a store loaded from the database whose state no
+// raft snapshot holds yet.
+const baseSnapshotFile = "base-snapshot-pending"
+
+// snapshotBase makes the loaded state part of raft's own: a snapshot, and
+// no log entry left before it, so that a member added later starts from
+// the snapshot and not from an empty store.
+func (n *Node) snapshotBase() {
+	marker := filepath.Join(n.cfg.DataDir, baseSnapshotFile)
+	if _, err := os.Stat(marker); err != nil {
+		return
+	}
+	orig := n.raft.ReloadableConfig()
+	rc := orig
+	rc.TrailingLogs = 0
+	if err := n.raft.ReloadConfig(rc); err != nil {
+		n.log.Warn("snapshot of the loaded state", "err", err)
+		return
+	}
+	err := n.raft.Snapshot().Error()
+	if rerr := n.raft.ReloadConfig(orig); rerr != nil {
+		n.log.Warn("restore raft settings", "err", rerr)
+	}
+	if err != nil {
+		n.log.Warn("snapshot of the loaded state", "err", err)
+		return
+	}
+	os.Remove(marker)
+	n.log.Info("took a snapshot of the state loaded from the database")
+}
+
+func loadOrCreateClusterID(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+		if perr != nil {
+			return 0, fmt.Errorf("node: cluster id file %s: %w", path, perr)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("node: cluster id: %w", err)
+	}
+	var buf [8]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return 0, fmt.Errorf("node: cluster id: %w", err)
+	}
+	id := binary.BigEndian.Uint64(buf[:]) &^ (1 << 63)
+	if err := os.WriteFile(path, []byte(strconv.FormatUint(id, 16)+"\n"), 0o600); err != nil {
+		return 0, fmt.Errorf("node: cluster id: %w", err)
+	}
+	return id, nil
+}
