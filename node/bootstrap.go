@@ -15,6 +15,13 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// Bootstrap: a member's first state. A member without raft state over a
+// database that holds data loads it (adoptDatabase) and continues the
+// database's fence (bootstrap); any other member claims or matches the
+// database's cluster ID. The first leader of a loaded state snapshots it
+// (snapshotBase). Called once, by raft's setup, except snapshotBase (the
+// leadership part's gain hook).
+
 // raftCurrentTerm is the stable-store key under which raft keeps its
 // current term (part of raft's on-disk format).
 var raftCurrentTerm = []byte("CurrentTerm")

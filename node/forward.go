@@ -27,7 +27,7 @@ func (n *Node) leaderBackend(ctx context.Context) (rpc.PeerBackend, string, erro
 	if addr == "" {
 		return leaderSide{n}, "", nil
 	}
-	c, err := n.peer.client(addr)
+	c, err := n.peer.Client(addr)
 	return c, addr, err
 }
 
@@ -47,7 +47,7 @@ func viaLeader[T any](n *Node, ctx context.Context, call func(context.Context, r
 		}
 		resp, err := call(ctx, b)
 		if errors.Is(err, rpc.ErrPeerUnreachable) {
-			n.peer.redial(addr)
+			n.peer.Redial(addr)
 		} else if !errors.Is(err, ErrNotLeader) {
 			return resp, err
 		}

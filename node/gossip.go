@@ -8,6 +8,10 @@ import (
 	"github.com/etcdsql/etcdsql/cluster"
 )
 
+// Gossip: this member's presence in memberlist (package cluster): what it
+// says about itself (addresses, role, cluster ID) and what it knows of the
+// others. Formation and membership read it; it decides nothing.
+
 // startGossip joins the gossip cluster, saying who this member is.
 func (n *Node) startGossip() error {
 	if n.cfg.Gossip == nil {

@@ -14,6 +14,13 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
+// The leader's side: leaderSide answers as the leader, for this member's
+// own clients (through forward.go) and for the other members (the peer
+// service). Each call fails with ErrNotLeader, before anything is
+// proposed, when this member does not lead, so a forwarded request never
+// loops. propose is the only way a request (a client's, or the lease
+// clock's revoke) reaches raft; only the leadership part appends no-ops.
+
 // leaderSide is this member answering as the leader, for its own clients
 // and for the other members. Each call fails with ErrNotLeader, before
 // anything is proposed, when this member does not lead.

@@ -255,7 +255,7 @@ func (n *Node) verifyMember(m cluster.Member) error {
 // memberStatus asks a member gossip knows of for its status over the peer
 // port.
 func (n *Node) memberStatus(m cluster.Member) (*pb.StatusResponse, error) {
-	c, err := n.peer.client(m.Meta.RaftAddr)
+	c, err := n.peer.Client(m.Meta.RaftAddr)
 	if err != nil {
 		return nil, err
 	}

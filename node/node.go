@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcdsql/etcdsql/cluster"
 	"github.com/etcdsql/etcdsql/fsm"
+	"github.com/etcdsql/etcdsql/rpc"
 	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
@@ -25,7 +26,7 @@ type Node struct {
 	store     *fsm.Store
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	peer      *peerPort
+	peer      *rpc.PeerPort
 	logStore  *raftboltdb.BoltStore
 	lessor    *lessor
 	sink      *sqlsink.Sink    // nil without a system of record
@@ -154,7 +155,7 @@ func (n *Node) closeStores() {
 		n.transport.Close()
 	}
 	if n.peer != nil {
-		n.peer.close()
+		n.peer.Close()
 	}
 	if n.logStore != nil {
 		n.logStore.Close()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/etcdsql/etcdsql/rpc"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -69,17 +71,17 @@ func (n *Node) openTransport() error {
 	if err != nil {
 		return err
 	}
-	n.peer, err = listenPeer(n.cfg.PeerAddr, peerTLS, n.cfg.PeerDialer)
+	n.peer, err = rpc.ListenPeer(n.cfg.PeerAddr, peerTLS, n.cfg.PeerDialer)
 	if err != nil {
 		return fmt.Errorf("node: listen on peer address %s: %w", n.cfg.PeerAddr, err)
 	}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: n.peer.raftL, advertise: advAddr, dial: n.peer.dial},
+		Stream:  &streamLayer{Listener: n.peer.RaftListener(), advertise: advAddr, dial: n.peer.Dial},
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  newHCLogger(n.baseLog.With("component", "raft"), "transport"),
 	})
-	n.peer.route()
+	n.peer.Route()
 	return nil
 }
 
@@ -114,7 +116,7 @@ func (n *Node) openRaft() error {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
 	n.wireLeadership()
-	n.peer.serve(leaderSide{n})
+	n.peer.Serve(leaderSide{n})
 	return nil
 }
 
@@ -144,3 +146,20 @@ func (n *Node) enter(hasRaftState bool) (servers []raft.Server, fence uint64, er
 	fence, err = n.adoptDatabase(false, f.clusterID)
 	return f.servers, fence, err
 }
+
+// streamLayer gives raft its share of the peer port.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+	dial      func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+var _ raft.StreamLayer = (*streamLayer)(nil)
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dial(ctx, string(addr))
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }

@@ -15,6 +15,11 @@ import (
 	"github.com/etcdsql/etcdsql/rpc"
 )
 
+// Status: what a member says about itself and the cluster to clients,
+// load balancers and dashboards: health (/health), Maintenance.Status,
+// the member list, and the metrics. It reads the other parts' state and
+// owns none.
+
 // ClusterID returns the cluster's ID.
 func (n *Node) ClusterID() uint64 { return n.clusterID.Load() }
 

@@ -1,4 +1,4 @@
-package node
+package rpc
 
 import (
 	"context"
@@ -9,23 +9,24 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/etcdsql/etcdsql/rpc"
 )
 
-// The peer port carries two protocols: raft's, whose connections start
-// with a message type byte (0-4), and the internal gRPC service, whose
-// connections start with HTTP/2's preface ("PRI * HTTP/2.0"). With TLS
-// both run inside it.
-type peerPort struct {
+// PeerPort is a member's peer port, all in one place with the internal
+// service (peer.go): the listener, the mux, the service's server, and the
+// cached connections to the other members' peer ports. The port carries
+// two protocols: raft's, whose connections start with a message type byte
+// (0-4), and the internal gRPC service's, whose connections start with
+// HTTP/2's preface ("PRI * HTTP/2.0"). With TLS (the operator's
+// certificates or the cluster key's) both run inside it, and only members
+// complete the handshake. Safe for concurrent use.
+type PeerPort struct {
 	base   net.Listener
 	mux    cmux.CMux
-	raftL  net.Listener
+	raftL  net.Listener // raft's connections
 	grpcL  net.Listener
 	server *grpc.Server
 	dial   func(ctx context.Context, addr string) (net.Conn, error)
@@ -35,7 +36,9 @@ type peerPort struct {
 	done  chan struct{}
 }
 
-func listenPeer(addr string, tlsCfg *tls.Config, dialer func(ctx context.Context, addr string) (net.Conn, error)) (*peerPort, error) {
+// ListenPeer listens on addr; dialer (nil: TCP) reaches other members,
+// under tlsCfg when it is set. Route starts handing out connections.
+func ListenPeer(addr string, tlsCfg *tls.Config, dialer func(ctx context.Context, addr string) (net.Conn, error)) (*PeerPort, error) {
 	base, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -69,7 +72,7 @@ func listenPeer(addr string, tlsCfg *tls.Config, dialer func(ctx context.Context
 	}
 	m := cmux.New(l)
 	m.SetReadTimeout(10 * time.Second)
-	p := &peerPort{
+	p := &PeerPort{
 		base:  base,
 		mux:   m,
 		raftL: m.Match(isRaftConn),
@@ -91,7 +94,7 @@ func isRaftConn(r io.Reader) bool {
 
 // route starts handing connections to raft and the internal service;
 // the service's connections wait until serve.
-func (p *peerPort) route() {
+func (p *PeerPort) Route() {
 	go func() {
 		defer close(p.done)
 		p.mux.Serve()
@@ -99,22 +102,22 @@ func (p *peerPort) route() {
 }
 
 // serve answers the internal service (once raft runs).
-func (p *peerPort) serve(b rpc.PeerBackend) {
+func (p *PeerPort) Serve(b PeerBackend) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.server = rpc.NewPeerServer(b)
+	p.server = NewPeerServer(b)
 	go p.server.Serve(p.grpcL)
 }
 
 // client returns a client of the member whose peer port is addr; the
 // connection is kept for later calls.
-func (p *peerPort) client(addr string) (*rpc.PeerClient, error) {
+func (p *PeerPort) Client(addr string) (*PeerClient, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cc, ok := p.conns[addr]; ok {
-		return rpc.NewPeerClient(cc), nil
+		return NewPeerClient(cc), nil
 	}
-	opts := append(rpc.PeerDialOptions(),
+	opts := append(PeerDialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS, if any, is in dial
 		grpc.WithContextDialer(p.dial),
 		// A member that restarts is back within seconds: reconnect soon
@@ -125,16 +128,16 @@ func (p *peerPort) client(addr string) (*rpc.PeerClient, error) {
 		}))
 	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("node: peer %s: %w", addr, err)
+		return nil, fmt.Errorf("rpc: peer %s: %w", addr, err)
 	}
 	p.conns[addr] = cc
-	return rpc.NewPeerClient(cc), nil
+	return NewPeerClient(cc), nil
 }
 
 // redial makes the cached connection to addr dial again at once instead
 // of after its backoff (a member that restarted is back): calls in flight
 // on it go on.
-func (p *peerPort) redial(addr string) {
+func (p *PeerPort) Redial(addr string) {
 	p.mu.Lock()
 	cc := p.conns[addr]
 	p.mu.Unlock()
@@ -143,7 +146,7 @@ func (p *peerPort) redial(addr string) {
 	}
 }
 
-func (p *peerPort) close() {
+func (p *PeerPort) Close() {
 	p.mu.Lock()
 	for addr, cc := range p.conns {
 		cc.Close()
@@ -158,19 +161,8 @@ func (p *peerPort) close() {
 	p.base.Close()
 }
 
-// streamLayer gives raft its share of the peer port.
-type streamLayer struct {
-	net.Listener
-	advertise net.Addr
-	dial      func(ctx context.Context, addr string) (net.Conn, error)
-}
+// RaftListener accepts raft's connections on the peer port.
+func (p *PeerPort) RaftListener() net.Listener { return p.raftL }
 
-var _ raft.StreamLayer = (*streamLayer)(nil)
-
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return s.dial(ctx, string(addr))
-}
-
-func (s *streamLayer) Addr() net.Addr { return s.advertise }
+// Dial connects to another member's peer port (with the port's TLS).
+func (p *PeerPort) Dial(ctx context.Context, addr string) (net.Conn, error) { return p.dial(ctx, addr) }
