@@ -25,7 +25,7 @@ import (
 // before the member stops, and nudges followers when a write would
 // otherwise leave them waiting for raft's commit timeout.
 //
-// New wires it; run and observe are its goroutines (owned by the node's
+// New wires it (attach once raft runs); run and observe are its goroutines (owned by the node's
 // wait group). Its methods are safe for concurrent use.
 type leadership struct {
 	raft    *raft.Raft
@@ -47,13 +47,19 @@ type leadership struct {
 	obsCh    chan raft.Observation
 }
 
-func newLeadership(r *raft.Raft, self string, timeout time.Duration, log *slog.Logger, stop <-chan struct{}) *leadership {
-	l := &leadership{
-		raft: r, self: raft.ServerID(self), timeout: timeout, log: log, stop: stop,
+func newLeadership(self string, timeout time.Duration, log *slog.Logger, stop <-chan struct{}) *leadership {
+	return &leadership{
+		self: raft.ServerID(self), timeout: timeout, log: log, stop: stop,
 		gain: func() {}, lose: func() {}, peers: func() int { return 0 },
 		sig:   newSignal(),
 		obsCh: make(chan raft.Observation, 64),
 	}
+}
+
+// attach starts observing raft's changes of state and leader. Until then
+// the part is not ready, so the apply path's nudge does nothing.
+func (l *leadership) attach(r *raft.Raft) {
+	l.raft = r
 	l.obs = raft.NewObserver(l.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.LeaderObservation, raft.RaftState:
@@ -62,7 +68,6 @@ func newLeadership(r *raft.Raft, self string, timeout time.Duration, log *slog.L
 		return false
 	})
 	r.RegisterObserver(l.obs)
-	return l
 }
 
 // observe fires the signal on raft's changes of state and leader.

@@ -104,7 +104,7 @@ func New(cfg Config) (*Node, error) {
 // election starts the database snapshot (if pending), the sink and the
 // lease clock; any change stops the lease clock and the sink first.
 func (n *Node) wireLeadership() {
-	n.lead = newLeadership(n.raft, n.cfg.Name, n.cfg.RequestTimeout, n.log, n.stop)
+	n.lead = newLeadership(n.cfg.Name, n.cfg.RequestTimeout, n.log, n.stop)
 	n.lead.peers = n.peerCount
 	n.lead.lose = func() {
 		n.lessor.demote()

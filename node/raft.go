@@ -111,11 +111,12 @@ func (n *Node) openRaft() error {
 			return err
 		}
 	}
+	n.wireLeadership()
 	n.raft, err = raft.NewRaft(rc, raftFSM{n}, n.logStore, n.logStore, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
-	n.wireLeadership()
+	n.lead.attach(n.raft)
 	n.peer.Serve(leaderSide{n})
 	return nil
 }
