@@ -129,8 +129,8 @@ func (n *Node) requestContext(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
 }
 
-// Store returns the node's state machine.
-func (n *Node) Store() *fsm.Store { return n.store }
+// Rev returns the revision this member's store has applied.
+func (n *Node) Rev() int64 { return n.store.Rev() }
 
 // Close stops the node: raft first (so nothing more is applied), then the
 // stores. Safe to call more than once.

@@ -31,21 +31,29 @@ var (
 	ErrLeaderChanged = errors.New("leader changed")
 )
 
-// Backend is what the services need from a member. Implementations are
-// safe for concurrent use. Responses may share memory with the store: the
-// services never modify them.
-type Backend interface {
-	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
+// Writes are the calls that change state (and, for LeaseRenew and
+// LeaseTimeToLive, read the lease clock only the leader keeps): the leader
+// answers them, and a member that does not lead forwards them to it. Both
+// doors take them: Backend for clients, PeerBackend for the members that
+// forward. Implementations are safe for concurrent use.
+type Writes interface {
 	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
 	DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error)
 	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
 	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
-
 	LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error)
 	LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error)
 	// LeaseRenew is one keepalive: it restarts the lease's TTL and returns it.
 	LeaseRenew(ctx context.Context, id int64) (int64, error)
 	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
+}
+
+// Backend is what the services need from a member. Implementations are
+// safe for concurrent use. Responses may share memory with the store: the
+// services never modify them.
+type Backend interface {
+	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
+	Writes
 	LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, error)
 
 	// ReadBarrier returns once this member has applied every write
@@ -53,8 +61,9 @@ type Backend interface {
 	ReadBarrier(ctx context.Context) error
 	// NewWatchStream opens the watchers of one client stream.
 	NewWatchStream() *fsm.WatchStream
-	// Store exposes the local revision for headers.
-	Store() *fsm.Store
+	// Rev returns this member's current revision (what its store has
+	// applied), for response headers.
+	Rev() int64
 
 	ClusterID() uint64
 	MemberID() uint64

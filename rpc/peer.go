@@ -19,14 +19,7 @@ import (
 // crosses at most one hop: a member that is not the leader answers
 // ErrNotLeader and the caller looks for the leader anew.
 type PeerBackend interface {
-	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
-	DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error)
-	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
-	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
-	LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error)
-	LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error)
-	LeaseRenew(ctx context.Context, id int64) (int64, error)
-	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
+	Writes
 	// ReadIndex confirms leadership and returns the commit index a
 	// linearizable read must wait for.
 	ReadIndex(ctx context.Context) (uint64, error)

@@ -21,7 +21,7 @@ type storeBackend struct {
 }
 
 func (b storeBackend) NewWatchStream() *fsm.WatchStream { return b.s.NewWatchStream() }
-func (b storeBackend) Store() *fsm.Store                { return b.s }
+func (b storeBackend) Rev() int64                       { return b.s.Rev() }
 func (b storeBackend) ClusterID() uint64                { return 1 }
 func (b storeBackend) MemberID() uint64                 { return 2 }
 

@@ -123,7 +123,7 @@ func (s *Server) fill(h *pb.ResponseHeader) {
 	h.MemberId = s.b.MemberID()
 	h.RaftTerm = s.b.Term()
 	if h.Revision == 0 {
-		h.Revision = s.b.Store().Rev()
+		h.Revision = s.b.Rev()
 	}
 }
 

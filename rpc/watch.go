@@ -188,13 +188,13 @@ func (st *watchStream) handle(req *pb.WatchRequest) error {
 		}
 		delete(st.opts, id)
 		st.srv.metrics.watchers.Dec()
-		return st.send(&pb.WatchResponse{Header: st.header(st.srv.b.Store().Rev()), WatchId: id, Canceled: true})
+		return st.send(&pb.WatchResponse{Header: st.header(st.srv.b.Rev()), WatchId: id, Canceled: true})
 	case *pb.WatchRequest_ProgressRequest:
 		// A barrier: the notification goes out once every watcher has
 		// been sent everything up to the revision it reports, catching
 		// up first where one is behind (as etcd defers it until its
 		// watchers are synced).
-		asked := st.srv.b.Store().Rev()
+		asked := st.srv.b.Rev()
 		for {
 			rev, err := st.flush()
 			if err != nil {
@@ -220,7 +220,7 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
 	// that it sees every compaction acknowledged before it, on whichever
 	// member it was made: it is then cancelled as etcd's leader would
 	// cancel it.
-	rev := st.srv.b.Store().Rev()
+	rev := st.srv.b.Rev()
 	if len(st.pending) > 0 || cr.StartRevision > rev+1 || cr.StartRevision < 0 || (cr.StartRevision > 0 && cr.StartRevision <= rev) {
 		st.pending = append(st.pending, cr)
 		st.startBarrier()
