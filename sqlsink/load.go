@@ -14,7 +14,7 @@ import (
 // history (kv_log mirrors every version the store retains), the leases and
 // the revisions. It is how a member with no raft state starts over a
 // database that already holds a cluster's data.
-func (s *Sink) LoadInto(ctx context.Context, store *fsm.Store) (State, error) {
+func (s *Sink) LoadInto(ctx context.Context, store Loader) (State, error) {
 	st, err := s.State(ctx)
 	if err != nil {
 		return st, err

@@ -19,7 +19,7 @@ import (
 // the store, not behind the store's retained history. Transient failures
 // (the database is unreachable) are retried until ctx ends; the errors it
 // returns (ErrFenced, ErrAhead, ErrGap) need an operator.
-func (s *Sink) Check(ctx context.Context, store *fsm.Store, term uint64) (State, error) {
+func (s *Sink) Check(ctx context.Context, store EventSource, term uint64) (State, error) {
 	backoff := s.cfg.RetryMin
 	for {
 		st, err := s.State(ctx)
@@ -27,12 +27,13 @@ func (s *Sink) Check(ctx context.Context, store *fsm.Store, term uint64) (State,
 			if st.LeaderTerm > term {
 				return st, fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, st.LeaderTerm, term)
 			}
-			if cur := store.Rev(); st.Revision > cur {
+			cur, compact := store.Revs()
+			if st.Revision > cur {
 				return st, fmt.Errorf("%w: database at revision %d, this member at %d: remove the member's data dir to rebuild it from the database",
 					ErrAhead, st.Revision, cur)
 			}
 			// The store's history starts at its compact revision.
-			if _, compact := store.Revs(); st.Revision+1 < compact {
+			if st.Revision+1 < compact {
 				return st, fmt.Errorf("%w: database at revision %d, this member's history starts at %d: restore the database from a backup taken after that revision, or rebuild the cluster from this database",
 					ErrGap, st.Revision, compact)
 			}
@@ -53,7 +54,7 @@ func (s *Sink) Check(ctx context.Context, store *fsm.Store, term uint64) (State,
 // the leader runs it, with its raft term, after Check passed. Failed
 // batches are retried with backoff; meanwhile Healthy reports the failure
 // so that writes are refused before they reach raft.
-func (s *Sink) Run(ctx context.Context, store *fsm.Store, term uint64) error {
+func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	s.checked.Store(false)
 	s.refused.Store(nil)
 	defer func() {

@@ -1,0 +1,32 @@
+package sqlsink
+
+import "github.com/etcdsql/etcdsql/fsm"
+
+// EventSource is the store the leader's sink copies to the database: what
+// Check compares the database with, and what Run reads, batch by batch,
+// from the high-water mark on. fsm.Store implements it. Implementations
+// are safe for concurrent use: the sink reads while raft applies.
+type EventSource interface {
+	// Revs returns the current and the compact revision, read together.
+	Revs() (rev, compactRev int64)
+	// AppliedIndex returns the raft index of the last applied entry.
+	AppliedIndex() uint64
+	// AppliedWait returns a channel closed after the next apply; taken
+	// before a read, it wakes the sink for whatever that read missed.
+	AppliedWait() <-chan struct{}
+	// ChangesSince reads, in one consistent read, the versions after
+	// revision after (bounded by maxRevs revisions and maxBytes of keys
+	// and values), the lease set if it changed since leaseVersion, the
+	// compact revision and the applied index. It fails with
+	// fsm.ErrCompacted when compaction dropped revisions after after.
+	ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion uint64) (fsm.Changes, error)
+}
+
+// Loader is the store LoadInto fills from the database: a member's store
+// before raft starts, with nothing else touching it. fsm.Store implements
+// it.
+type Loader interface {
+	// Load replaces the whole state: the current and compact revisions,
+	// the leases, and every retained version in (revision, sub) order.
+	Load(rev, compactRev int64, leases []fsm.LeaseInfo, changes []fsm.Change) error
+}
