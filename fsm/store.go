@@ -192,6 +192,10 @@ func (s *Store) setApplied(idx uint64) {
 	s.appliedMu.Unlock()
 }
 
+// MinLeaseTTL returns the smallest TTL the store grants a lease (its
+// Config's). Safe for concurrent use.
+func (s *Store) MinLeaseTTL() int64 { return s.cfg.MinLeaseTTL }
+
 // Rev returns the current revision. Safe for concurrent use.
 func (s *Store) Rev() int64 {
 	s.mu.RLock()

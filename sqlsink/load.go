@@ -37,7 +37,7 @@ func (s *Sink) LoadInto(ctx context.Context, store Loader) (State, error) {
 	if err != nil {
 		return st, err
 	}
-	leases = s.repairLeases(leases, changes)
+	leases = s.repairLeases(leases, changes, store.MinLeaseTTL())
 	if err := store.Load(max(st.Revision, 1), st.CompactRev, leases, changes); err != nil {
 		return st, err
 	}
@@ -54,9 +54,9 @@ func (s *Sink) LoadInto(ctx context.Context, store Loader) (State, error) {
 // repairLeases adds the leases that live keys refer to but the table lacks.
 // That happens when the database stopped in the middle of a backlog whose
 // lease set it had already read: such a lease was revoked after the
-// database's revision, so it gets the shortest TTL, and its keys go soon,
-// as they did on the old cluster.
-func (s *Sink) repairLeases(leases []fsm.LeaseInfo, changes []fsm.Change) []fsm.LeaseInfo {
+// database's revision, so it gets the shortest TTL the store grants
+// (minTTL), and its keys go soon, as they did on the old cluster.
+func (s *Sink) repairLeases(leases []fsm.LeaseInfo, changes []fsm.Change, minTTL int64) []fsm.LeaseInfo {
 	have := make(map[int64]bool, len(leases))
 	for _, l := range leases {
 		have[l.ID] = true
@@ -73,7 +73,7 @@ func (s *Sink) repairLeases(leases []fsm.LeaseInfo, changes []fsm.Change) []fsm.
 	}
 	for id := range missing {
 		s.log.Warn("a stored key refers to a lease the database lacks: granting it the shortest TTL", "lease_id", id)
-		leases = append(leases, fsm.LeaseInfo{ID: id, TTL: fsm.DefaultConfig().MinLeaseTTL})
+		leases = append(leases, fsm.LeaseInfo{ID: id, TTL: minTTL})
 	}
 	sort.Slice(leases, func(i, j int) bool { return leases[i].ID < leases[j].ID })
 	return leases

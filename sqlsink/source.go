@@ -29,4 +29,7 @@ type Loader interface {
 	// Load replaces the whole state: the current and compact revisions,
 	// the leases, and every retained version in (revision, sub) order.
 	Load(rev, compactRev int64, leases []fsm.LeaseInfo, changes []fsm.Change) error
+	// MinLeaseTTL returns the shortest TTL the store grants a lease: what
+	// a lease the database lost gets (see repairLeases).
+	MinLeaseTTL() int64
 }
