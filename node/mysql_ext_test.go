@@ -1,0 +1,169 @@
+package node_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/etcdsql/etcdsql/internal/faultproxy"
+	"github.com/etcdsql/etcdsql/internal/mysqltest"
+	"github.com/etcdsql/etcdsql/internal/testcluster"
+	"github.com/etcdsql/etcdsql/sqlsink"
+)
+
+// rowRevision returns the mod_revision of key in the database's kv table,
+// or 0 when the row is missing.
+func rowRevision(t *testing.T, db *sql.DB, key string) int64 {
+	t.Helper()
+	var rev int64
+	err := db.QueryRow("SELECT mod_revision FROM kv WHERE `key` = ?", key).Scan(&rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0
+	}
+	if err != nil {
+		t.Fatalf("query kv row %s: %v", key, err)
+	}
+	return rev
+}
+
+func openDB(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestClusterOnMariaDB runs a 3-member cluster whose system of record is
+// MariaDB, with each ack mode: with sync a write is in the database when
+// it is acknowledged, with async it follows. Both keep writing across a
+// leader crash, with the new leader's sink resuming.
+func TestClusterOnMariaDB(t *testing.T) {
+	for _, ack := range []string{sqlsink.AckSync, sqlsink.AckAsync} {
+		t.Run(ack, func(t *testing.T) {
+			dsn := mysqltest.NewDatabase(t)
+			db := openDB(t, dsn)
+			c := testcluster.Start(t, testcluster.Options{MySQLDSN: dsn, SinkAck: ack})
+			ctx := testCtx(t)
+			leader := c.Leader(10 * time.Second)
+			f := others(c, leader)[0]
+			fc := c.Client(f)
+
+			inDB := func(key string, rev int64) {
+				t.Helper()
+				if ack == sqlsink.AckSync {
+					if got := rowRevision(t, db, key); got != rev {
+						t.Fatalf("sync ack: %s in the database at revision %d, want %d", key, got, rev)
+					}
+					return
+				}
+				eventually(t, 10*time.Second, "async: "+key+" reaches the database", func() error {
+					if got := rowRevision(t, db, key); got != rev {
+						return fmt.Errorf("at revision %d, want %d", got, rev)
+					}
+					return nil
+				})
+			}
+
+			for i := 0; i < 5; i++ {
+				key := fmt.Sprintf("/db/%d", i)
+				p, err := fc.Put(ctx, key, "v")
+				if err != nil {
+					t.Fatal(err)
+				}
+				inDB(key, p.Header.Revision)
+			}
+			for i := range c.Members {
+				if err := c.Running(i).Node.SinkHealthy(); err != nil {
+					t.Fatalf("member %d: sink unhealthy: %v", i, err)
+				}
+				if err := c.Running(i).Node.SinkFatal(); err != nil {
+					t.Fatalf("member %d: sink fatal: %v", i, err)
+				}
+			}
+			_, body := httpGet(t, c.Members[leader].URL+"/metrics")
+			if ack == sqlsink.AckSync {
+				if lag := metric(t, body, "etcdsql_sink_lag_revisions"); lag != 0 {
+					t.Fatalf("sink lag on leader with sync ack = %v", lag)
+				}
+			}
+
+			c.Crash(leader)
+			nl := c.Leader(15 * time.Second)
+			p, err := c.Client(nl).Put(ctx, "/db/after", "v")
+			if err != nil {
+				t.Fatalf("write after leader crash: %v", err)
+			}
+			inDB("/db/after", p.Header.Revision)
+			if c.Running(nl).Node.SinkHealthy() != nil {
+				t.Fatalf("new leader's sink: %v", c.Running(nl).Node.SinkHealthy())
+			}
+		})
+	}
+}
+
+// TestClusterMariaDBOutage cuts the leader's database connections: writes
+// are refused with Unavailable while reads go on, and writes resume by
+// themselves once the database is back.
+func TestClusterMariaDBOutage(t *testing.T) {
+	dsn := mysqltest.NewDatabase(t)
+	proxy := faultproxy.New(t, mysqltest.Addr())
+	c := testcluster.Start(t, testcluster.Options{MySQLDSN: mysqltest.DSNWithAddr(dsn, proxy.Addr()), Size: 3})
+	ctx := testCtx(t)
+	leader := c.Leader(10 * time.Second)
+	ln := c.Running(leader).Node
+	fc := c.Client(others(c, leader)[0])
+	before, err := fc.Put(ctx, "/out", "before")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.Cut()
+	eventually(t, 10*time.Second, "leader sees the database down", func() error {
+		if ln.SinkHealthy() == nil {
+			// Writes make the sink find out.
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			fc.Put(pctx, "/out/probe", "x")
+			cancel()
+			return errors.New("sink still healthy")
+		}
+		return nil
+	})
+	start := time.Now()
+	_, err = fc.Put(ctx, "/out", "during")
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("write during outage: %v, want code Unavailable", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("refusal took %v, want it fast", d)
+	}
+	r, err := fc.Get(ctx, "/out")
+	if err != nil || string(r.Kvs[0].Value) != "before" || r.Kvs[0].ModRevision != before.Header.Revision {
+		t.Fatalf("read during outage = %v, %v", r, err)
+	}
+
+	proxy.Restore()
+	eventually(t, 20*time.Second, "writes resume after the database returns", func() error {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := fc.Put(pctx, "/out", "after")
+		return err
+	})
+	if err := ln.SinkHealthy(); err != nil {
+		t.Fatalf("sink after recovery: %v", err)
+	}
+	r, err = c.Client(leader).Get(ctx, "/out", clientv3.WithSerializable())
+	if err != nil || string(r.Kvs[0].Value) != "after" {
+		t.Fatalf("read after recovery = %v, %v", r, err)
+	}
+}
