@@ -244,7 +244,72 @@ func TestClusterFollower(t *testing.T) {
 		if _, err := fc.Put(ctx, "/crash", "two voters"); err != nil {
 			t.Fatalf("write with two voters: %v", err)
 		}
+
+		// A new member joins as a non-voter, catches up, and is
+		// promoted to take the removed voter's place.
+		add := c.Add(false)
+		testserver.WaitReady(t, c.Members[add].URL, 20*time.Second)
+		eventually(t, 20*time.Second, "new member promoted to voter", func() error {
+			ml, err := gc.MemberList(ctx)
+			if err != nil {
+				return err
+			}
+			for _, m := range ml.Members {
+				if m.Name == c.Members[add].Name && !m.IsLearner {
+					return nil
+				}
+			}
+			return fmt.Errorf("members %v", ml.Members)
+		})
+		r, err = c.Client(add).Get(ctx, "/crash")
+		if err != nil || string(r.Kvs[0].Value) != "two voters" {
+			t.Fatalf("read on the new member = %v, %v", r, err)
+		}
 	})
+}
+
+// TestClusterSnapshotCatchUp has a follower that was down while the log
+// was compacted into a snapshot catch up from that snapshot.
+func TestClusterSnapshotCatchUp(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Configure: func(_ int, mc *node.MemberConfig) {
+		mc.Node.SnapshotThreshold = 16
+		mc.Node.TrailingLogs = 4
+		mc.Node.SnapshotInterval = 50 * time.Millisecond
+	}})
+	ctx := testCtx(t)
+	leader := c.Leader(10 * time.Second)
+	down := others(c, leader)[0]
+	c.Crash(down)
+
+	lc := c.Client(leader)
+	var last int64
+	for i := 0; i < 60; i++ {
+		p, err := lc.Put(ctx, fmt.Sprintf("/snap/%02d", i), fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = p.Header.Revision
+	}
+	eventually(t, 10*time.Second, "leader takes a snapshot", func() error {
+		if st := c.Running(leader).Node.RaftStats(); st["last_snapshot_index"] == "0" {
+			return fmt.Errorf("raft stats %v", st)
+		}
+		return nil
+	})
+
+	c.Restart(down)
+	testserver.WaitReady(t, c.Members[down].URL, 20*time.Second)
+	dc := c.Client(down)
+	r, err := dc.Get(ctx, "/snap/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || r.Count != 60 || r.Header.Revision < last {
+		t.Fatalf("restarted follower = %v, %v (want 60 keys at revision %d)", r, err, last)
+	}
+	if st := c.Running(down).Node.RaftStats(); st["last_snapshot_index"] == "0" {
+		t.Fatalf("restarted follower did not install a snapshot: %v", st)
+	}
+	if _, err := dc.Put(ctx, "/snap/after", "x"); err != nil {
+		t.Fatalf("write via restarted follower: %v", err)
+	}
 }
 
 // TestClusterNonvoterAndLeave adds a non-voter, then has the leader leave
