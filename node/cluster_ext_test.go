@@ -167,8 +167,11 @@ func TestClusterFollower(t *testing.T) {
 	})
 
 	t.Run("status and metrics on a follower", func(t *testing.T) {
+		// Under load leadership may have moved since the start.
+		leader := c.Leader(10 * time.Second)
+		f := others(c, leader)[0]
 		lid := c.Running(leader).Node.MemberID()
-		for _, i := range []int{f, g, leader} {
+		for _, i := range []int{0, 1, 2} {
 			n := c.Running(i).Node
 			st, err := n.Status(ctx)
 			if err != nil || st.Leader != lid || st.Header.MemberId != node.MemberID(c.Members[i].Name) || len(st.Errors) != 0 {
@@ -193,11 +196,13 @@ func TestClusterFollower(t *testing.T) {
 	})
 
 	t.Run("leader crash", func(t *testing.T) {
+		old := c.Leader(10 * time.Second)
+		rest := others(c, old)
+		fc, gc := c.Client(rest[0]), c.Client(rest[1])
 		before, err := fc.Put(ctx, "/crash", "before")
 		if err != nil {
 			t.Fatal(err)
 		}
-		old := leader
 		oldID := c.Running(old).Node.MemberID()
 		c.Crash(old)
 		nl := c.Leader(15 * time.Second)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -91,6 +90,7 @@ func TestClusterOnMariaDB(t *testing.T) {
 					t.Fatalf("member %d: sink fatal: %v", i, err)
 				}
 			}
+			leader = c.Leader(10 * time.Second)
 			_, body := httpGet(t, c.Members[leader].URL+"/metrics")
 			if ack == sqlsink.AckSync {
 				if lag := metric(t, body, "etcdsql_sink_lag_revisions"); lag != 0 {
@@ -162,7 +162,7 @@ func TestClusterMariaDBOutage(t *testing.T) {
 	if err := ln.SinkHealthy(); err != nil {
 		t.Fatalf("sink after recovery: %v", err)
 	}
-	r, err = c.Client(leader).Get(ctx, "/out", clientv3.WithSerializable())
+	r, err = c.Client(leader).Get(ctx, "/out")
 	if err != nil || string(r.Kvs[0].Value) != "after" {
 		t.Fatalf("read after recovery = %v, %v", r, err)
 	}
