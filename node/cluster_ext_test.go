@@ -239,10 +239,24 @@ func TestClusterFollower(t *testing.T) {
 		if err := c.Running(others(c, nl)[0]).Node.MemberRemove(ctx, oldID); err != nil {
 			t.Fatalf("remove crashed member: %v", err)
 		}
-		ml, err := gc.MemberList(ctx)
-		if err != nil || len(ml.Members) != 2 || slices.Contains(memberNames(ml.Members), c.Members[old].Name) {
-			t.Fatalf("members after removal = %v, %v", ml, err)
+		// The leader answered once the change committed; the others
+		// apply it soon after.
+		leaderMembers, err := c.Running(nl).Node.Members(ctx)
+		if err != nil || len(leaderMembers) != 2 || slices.Contains(memberNames(leaderMembers), c.Members[old].Name) {
+			t.Fatalf("members on the leader after removal = %v, %v", leaderMembers, err)
 		}
+		eventually(t, 5*time.Second, "removal reaches every member", func() error {
+			for _, cl := range []*clientv3.Client{fc, gc} {
+				ml, err := cl.MemberList(ctx)
+				if err != nil {
+					return err
+				}
+				if len(ml.Members) != 2 || slices.Contains(memberNames(ml.Members), c.Members[old].Name) {
+					return fmt.Errorf("members %v", memberNames(ml.Members))
+				}
+			}
+			return nil
+		})
 		if err := c.Running(nl).Node.MemberRemove(ctx, oldID); !errors.Is(err, node.ErrMemberNotFound) {
 			t.Fatalf("remove again: %v, want %v", err, node.ErrMemberNotFound)
 		}
@@ -374,18 +388,27 @@ func TestClusterNonvoterAndLeave(t *testing.T) {
 	if nl == leader || nl == nv {
 		t.Fatalf("new leader %d", nl)
 	}
-	ml, err := nvc.MemberList(ctx)
-	if err != nil {
-		t.Fatal(err)
+	remaining := map[int]*clientv3.Client{}
+	for _, i := range others(c, -1) {
+		remaining[i] = c.Client(i)
 	}
-	if got := memberNames(ml.Members); len(got) != 3 || slices.Contains(got, name) {
-		t.Fatalf("members after %s left: %v", name, got)
-	}
+	eventually(t, 5*time.Second, "every member sees "+name+" gone", func() error {
+		for i, cl := range remaining {
+			ml, err := cl.MemberList(ctx)
+			if err != nil {
+				return err
+			}
+			if got := memberNames(ml.Members); len(got) != 3 || slices.Contains(got, name) {
+				return fmt.Errorf("members on %d: %v", i, got)
+			}
+		}
+		return nil
+	})
 	if _, err := nvc.Put(ctx, "/nv", "after leave"); err != nil {
 		t.Fatalf("write after leave: %v", err)
 	}
-	for _, i := range others(c, -1) {
-		if r, err := c.Client(i).Get(ctx, "/nv"); err != nil || string(r.Kvs[0].Value) != "after leave" {
+	for i, cl := range remaining {
+		if r, err := cl.Get(ctx, "/nv"); err != nil || string(r.Kvs[0].Value) != "after leave" {
 			t.Fatalf("member %d reads %v, %v", i, r, err)
 		}
 	}
