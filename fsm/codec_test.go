@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -75,27 +76,43 @@ func TestApplyNoopRecordsIndexOnly(t *testing.T) {
 	}
 }
 
-func TestApplyPanicsOnBadEntries(t *testing.T) {
+// An entry this release cannot decode or does not know (a newer
+// release's, or corrupt) is refused with ErrUnknownEntry and changes
+// nothing: not the state, not the applied index.
+func TestApplyRefusesUnknownEntries(t *testing.T) {
 	unsupported, _ := Encode(&pb.InternalRaftRequest{Range: &pb.RangeRequest{Key: []byte("k")}})
 	// A request kind from a newer version: a field this build does not know.
 	future := append([]byte{entryVersion1}, 0xa2, 0xc7, 0x14, 0x00) // field 42100, empty bytes
+	// A request etcd's message has but this release does not apply.
+	auth, _ := Encode(&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}})
 	tests := map[string][]byte{
-		"undecodable":     {9, 9, 9},
-		"empty":           nil,
-		"unknown request": unsupported,
-		"future request":  future,
+		"undecodable":         {9, 9, 9},
+		"empty":               nil,
+		"newer envelope":      {2, 0x0a, 0x00},
+		"unknown request":     unsupported,
+		"future request":      future,
+		"request not applied": auth,
 	}
 	for name, data := range tests {
 		h := newHarness(t)
 		h.put("k", "v") // index 1
 		before := h.s.Digest()
+		wait := h.s.AppliedWait()
 		res, p := safeApply(h.s, 2, data)
-		if p == nil {
-			t.Errorf("%s: Apply did not panic (result %+v)", name, res)
+		if p != nil {
+			t.Errorf("%s: Apply panicked: %v", name, p)
 			continue
 		}
+		if !errors.Is(res.Err, ErrUnknownEntry) {
+			t.Errorf("%s: result %+v, want ErrUnknownEntry", name, res)
+		}
 		if h.s.AppliedIndex() != 1 || h.s.Digest() != before {
-			t.Errorf("%s: panicking Apply changed the store (applied %d)", name, h.s.AppliedIndex())
+			t.Errorf("%s: a refused entry changed the store (applied %d)", name, h.s.AppliedIndex())
+		}
+		select {
+		case <-wait:
+			t.Errorf("%s: a refused entry woke the applied index's waiters", name)
+		default:
 		}
 	}
 }

@@ -38,4 +38,10 @@ var (
 	ErrWatcherDuplicateID = errors.New("mvcc: duplicate watch ID provided on the WatchStream")
 	// ErrWatcherNotFound: cancel of a watch ID the stream does not have.
 	ErrWatcherNotFound = errors.New("mvcc: watcher not found")
+	// ErrUnknownEntry: a committed entry this release cannot decode or
+	// does not know (written by a newer release, or corrupt). Apply
+	// changes nothing and does not advance the applied index; the member
+	// must stop before applying anything after it, or its replica would
+	// diverge.
+	ErrUnknownEntry = errors.New("fsm: a committed entry this release cannot apply")
 )

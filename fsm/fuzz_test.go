@@ -44,7 +44,7 @@ func FuzzDecode(f *testing.F) {
 // without its envelope byte, applied to two fresh stores, never panics and
 // leaves equal results and equal state digests. Entries that do not decode,
 // or that name a request the store does not know, are skipped: Apply
-// panics on those on purpose.
+// refuses those (ErrUnknownEntry) and its caller stops.
 func FuzzApply(f *testing.F) {
 	var log []byte
 	for _, r := range fuzzSeedEntries() {

@@ -99,15 +99,17 @@ type Result struct {
 	Err         error
 }
 
-// Apply applies one committed entry at raft index idx. It panics on an entry
-// it cannot decode or does not know: applying less than every member would
+// Apply applies one committed entry at raft index idx. An entry it cannot
+// decode or does not know changes nothing, leaves the applied index where
+// it was, and comes back as ErrUnknownEntry: the caller must stop before
+// applying anything after it, since applying less than every member would
 // let the replicas diverge. An entry it knows but that breaks what the
 // system of record relies on (see checkEntry) is refused in the Result,
 // alike on every member. Apply goroutine only.
 func (s *Store) Apply(idx uint64, data []byte) *Result {
 	r, err := Decode(data)
 	if err != nil {
-		panic(fmt.Sprintf("fsm: apply index %d: %v", idx, err))
+		return &Result{Err: fmt.Errorf("%w: index %d: %v", ErrUnknownEntry, idx, err)}
 	}
 	var res *Result
 	if r.Size() == 0 {
@@ -115,7 +117,7 @@ func (s *Store) Apply(idx uint64, data []byte) *Result {
 		// that everything before its term has been applied.
 		res = &Result{}
 	} else if res = s.apply(idx, r); res == nil {
-		panic(fmt.Sprintf("fsm: apply index %d: unknown request %s", idx, r.String()))
+		return &Result{Err: fmt.Errorf("%w: index %d: a request this release does not know", ErrUnknownEntry, idx)}
 	} else {
 		s.lastChange.Store(idx)
 	}

@@ -84,6 +84,13 @@ type Config struct {
 	// by an operator.
 	DeadServerCleanup time.Duration
 
+	// Fatal is called when the member cannot go on without its copy
+	// diverging from the others': a committed entry it cannot apply (from
+	// a newer release, or corrupt). The member has applied nothing from
+	// that entry on and applies nothing more; Fatal should end the process
+	// (etcdsql exits with status 3). nil: the member only stops applying.
+	Fatal func(error)
+
 	FSM fsm.Config
 	// Sink configures the SQL system of record; nil runs without one.
 	Sink     *sqlsink.Config

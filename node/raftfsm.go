@@ -1,12 +1,14 @@
 package node
 
 import (
+	"errors"
 	"io"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/etcdsql/etcdsql/fsm"
+	"github.com/etcdsql/etcdsql/internal/release"
 )
 
 // raftFSM adapts fsm.Store to raft.FSM. It stays thin: the store decides.
@@ -20,6 +22,10 @@ var (
 func (f raftFSM) Apply(l *raft.Log) interface{} {
 	f.n.lead.nudge(l)
 	res := f.n.store.Apply(l.Index, l.Data)
+	if errors.Is(res.Err, fsm.ErrUnknownEntry) {
+		f.n.stopApplying(l.Index, res.Err)
+		return res
+	}
 	if g := res.LeaseGrant; g != nil && res.Err == nil {
 		f.n.lessor.granted(g.ID, l.Index, g.TTL, time.Now())
 	}
@@ -52,3 +58,17 @@ func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s fsmSnapshot) Release() {}
+
+// stopApplying stops this member before a committed entry it cannot
+// apply: it says so, calls Config.Fatal, and holds the apply goroutine
+// until the node closes, so nothing after the entry is applied and this
+// member's copy never diverges from the others'.
+func (n *Node) stopApplying(idx uint64, err error) {
+	n.log.Error("stopping: this member cannot apply a committed entry, which a newer release may have written; "+
+		"it applies nothing from it on, so its copy does not diverge: run a release that knows this entry",
+		"index", idx, "release", release.Name, "err", err)
+	if n.cfg.Fatal != nil {
+		n.cfg.Fatal(err)
+	}
+	<-n.stop
+}

@@ -29,6 +29,10 @@ import (
 	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
+// exitCannotApply is the exit status of a member that stopped before a
+// committed entry it cannot apply.
+const exitCannotApply = 3
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -261,6 +265,9 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	}
 	nc.Logger = log
 	nc.Registry = reg
+	// A committed entry this release cannot apply: node has logged why;
+	// exit before anything after it is applied.
+	nc.Fatal = func(error) { os.Exit(exitCannotApply) }
 	if o.gossipAddr != "" {
 		gc := cluster.Config{BindAddr: o.gossipAddr, AdvertiseAddr: o.advertiseGossipAddr, Join: splitList(o.join), Logger: log}
 		nc.Gossip = &gc
