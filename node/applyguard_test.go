@@ -13,6 +13,17 @@ import (
 	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
+// unsinkableEntries are the entries of TestApplyGuardKeepsTheSinkGoing,
+// by name.
+func unsinkableEntries() map[string]*pb.InternalRaftRequest {
+	return map[string]*pb.InternalRaftRequest{
+		"empty key":      {Put: &pb.PutRequest{Value: []byte("v")}},
+		"key too long":   {Put: &pb.PutRequest{Key: []byte(strings.Repeat("k", 5000)), Value: []byte("v")}},
+		"txn, empty key": {Txn: &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{}}}}}},
+		"ttl too large":  {LeaseGrant: &pb.LeaseGrantRequest{ID: 9, TTL: fsm.MaxLeaseTTL + 1}},
+	}
+}
+
 // An entry that breaks what the sink relies on (empty key, a key the
 // database cannot store, a lease TTL out of bounds), committed by hand as
 // raft would deliver it from a member that skipped validation, is refused
@@ -43,12 +54,7 @@ func TestApplyGuardKeepsTheSinkGoing(t *testing.T) {
 		t.Fatal(err)
 	}
 	rev := n.store.Rev()
-	for name, bad := range map[string]*pb.InternalRaftRequest{
-		"empty key":      {Put: &pb.PutRequest{Value: []byte("v")}},
-		"key too long":   {Put: &pb.PutRequest{Key: []byte(strings.Repeat("k", 5000)), Value: []byte("v")}},
-		"txn, empty key": {Txn: &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{}}}}}},
-		"ttl too large":  {LeaseGrant: &pb.LeaseGrantRequest{ID: 9, TTL: fsm.MaxLeaseTTL + 1}},
-	} {
+	for name, bad := range unsinkableEntries() {
 		data, err := fsm.Encode(bad)
 		if err != nil {
 			t.Fatal(err)

@@ -11,18 +11,24 @@ import (
 	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
-func TestConfigValidate(t *testing.T) {
-	sink := func(f func(*sqlsink.Config)) *sqlsink.Config {
-		c := sqlsink.DefaultConfig()
-		c.SQLitePath = "etcdsql.db"
-		f(&c)
-		return &c
-	}
-	tests := []struct {
-		name   string
-		change func(*node.Config)
-		want   string // a part of the error; "" for valid
-	}{
+// configCase is one row of TestConfigValidate.
+type configCase struct {
+	name   string
+	change func(*node.Config)
+	want   string // a part of the error; "" for valid
+}
+
+// sinkConfig returns a valid sink config, changed by f.
+func sinkConfig(f func(*sqlsink.Config)) *sqlsink.Config {
+	c := sqlsink.DefaultConfig()
+	c.SQLitePath = "etcdsql.db"
+	f(&c)
+	return &c
+}
+
+// configValidateCases are the rows of TestConfigValidate.
+func configValidateCases() []configCase {
+	return []configCase{
 		{"defaults", func(*node.Config) {}, ""},
 		{"no name", func(c *node.Config) { c.Name = "" }, "name is empty"},
 		{"no data dir", func(c *node.Config) { c.DataDir = "" }, "data dir is empty"},
@@ -52,12 +58,15 @@ func TestConfigValidate(t *testing.T) {
 			c.ClusterKey = []byte("0123456789abcdef")
 		}, ""},
 		{"negative max voters", func(c *node.Config) { c.MaxVoters = -1 }, "max voters must not be negative"},
-		{"sink without a database", func(c *node.Config) { c.Sink = sink(func(s *sqlsink.Config) { s.SQLitePath = "" }) },
+		{"sink without a database", func(c *node.Config) { c.Sink = sinkConfig(func(s *sqlsink.Config) { s.SQLitePath = "" }) },
 			"sqlsink: neither a MySQL DSN nor a SQLite path"},
-		{"sink with a bad ack", func(c *node.Config) { c.Sink = sink(func(s *sqlsink.Config) { s.Ack = "later" }) }, "sqlsink: ack must be"},
-		{"sink", func(c *node.Config) { c.Sink = sink(func(*sqlsink.Config) {}) }, ""},
+		{"sink with a bad ack", func(c *node.Config) { c.Sink = sinkConfig(func(s *sqlsink.Config) { s.Ack = "later" }) }, "sqlsink: ack must be"},
+		{"sink", func(c *node.Config) { c.Sink = sinkConfig(func(*sqlsink.Config) {}) }, ""},
 	}
-	for _, tt := range tests {
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tt := range configValidateCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			c := node.DefaultConfig()
 			tt.change(&c)

@@ -9,81 +9,101 @@ import (
 	"github.com/etcdsql/etcdsql/cluster"
 )
 
-func TestPlanReconcile(t *testing.T) {
-	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	voter := func(name string) raft.Server {
-		return raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(name + ":2380")}
-	}
-	nonvoter := func(name string) raft.Server {
-		s := voter(name)
-		s.Suffrage = raft.Nonvoter
-		return s
-	}
-	alive := func(name string) cluster.Member {
-		return gossiped(name, name+":2380", "2a", cluster.StateAlive, cluster.RoleVoter)
-	}
-	with := func(m cluster.Member, f func(*cluster.Member)) cluster.Member { f(&m); return m }
-	three := []raft.Server{voter("n1"), voter("n2"), voter("n3")}
-	for _, tc := range []struct {
-		name        string
-		servers     []raft.Server
-		members     []cluster.Member
-		evicted     string
-		failedSince map[string]time.Time
-		limit       int
-		cleanup     time.Duration
-		want        []stepKind
-		wantFailed  []string // names in failedSince afterwards
-	}{
-		{name: "steady", servers: three, members: []cluster.Member{alive("n1"), alive("n2"), alive("n3")}, limit: 3},
-		{name: "a new member is added", servers: three, members: []cluster.Member{alive("n1"), alive("n4")}, limit: 3, want: []stepKind{stepAdd}},
-		{name: "another cluster's member is not", servers: three,
-			members: []cluster.Member{with(alive("n4"), func(m *cluster.Member) { m.Meta.ClusterID = "99" })}, limit: 3},
-		{name: "a member with no raft address is not", servers: three,
-			members: []cluster.Member{with(alive("n4"), func(m *cluster.Member) { m.Meta.RaftAddr = "" })}, limit: 3},
-		{name: "a leaving member is not", servers: three,
-			members: []cluster.Member{with(alive("n4"), func(m *cluster.Member) { m.Meta.Leaving = true })}, limit: 3},
-		{name: "an evicted member is not", servers: three, members: []cluster.Member{alive("n4")}, evicted: "n4", limit: 3},
-		{name: "a moved member is re-added", servers: three,
-			members: []cluster.Member{with(alive("n2"), func(m *cluster.Member) { m.Meta.RaftAddr = "elsewhere:2380" })}, limit: 3, want: []stepKind{stepMove}},
-		{name: "a non-voter is promoted below the limit", servers: []raft.Server{voter("n1"), voter("n2"), nonvoter("n3")},
-			members: []cluster.Member{alive("n3")}, limit: 3, want: []stepKind{stepPromote}},
-		{name: "not at the limit", servers: append(three[:3:3], nonvoter("n4")), members: []cluster.Member{alive("n4")}, limit: 3},
-		{name: "one promotion left", servers: []raft.Server{voter("n1"), voter("n2"), nonvoter("n3"), nonvoter("n4")},
-			members: []cluster.Member{alive("n3"), alive("n4")}, limit: 3, want: []stepKind{stepPromote}},
-		{name: "a non-voter by choice stays one", servers: []raft.Server{voter("n1"), nonvoter("n2")},
-			members: []cluster.Member{with(alive("n2"), func(m *cluster.Member) { m.Meta.Role = cluster.RoleNonvoter })}, limit: 3},
-		{name: "a member that left is removed", servers: three,
-			members: []cluster.Member{with(alive("n2"), func(m *cluster.Member) { m.State = cluster.StateLeft })}, limit: 3, want: []stepKind{stepRemoveLeft}},
-		{name: "one that left and is not in raft is forgotten", servers: three,
-			members: []cluster.Member{with(alive("n5"), func(m *cluster.Member) { m.State = cluster.StateLeft })}, limit: 3, want: []stepKind{stepForget}},
-		{name: "a failed member is reported once", servers: three,
-			members: []cluster.Member{with(alive("n2"), func(m *cluster.Member) { m.State = cluster.StateFailed })}, limit: 3,
+// raftVoter is a voter named name at name:2380.
+func raftVoter(name string) raft.Server {
+	return raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(name + ":2380")}
+}
+
+// raftNonvoter is a non-voter named name at name:2380.
+func raftNonvoter(name string) raft.Server {
+	s := raftVoter(name)
+	s.Suffrage = raft.Nonvoter
+	return s
+}
+
+// aliveMember is an alive voter of cluster 0x2a as gossip sees it.
+func aliveMember(name string) cluster.Member {
+	return gossiped(name, name+":2380", "2a", cluster.StateAlive, cluster.RoleVoter)
+}
+
+// withMember returns m changed by f.
+func withMember(m cluster.Member, f func(*cluster.Member)) cluster.Member { f(&m); return m }
+
+// threeVoters is the configuration of voters n1, n2 and n3.
+func threeVoters() []raft.Server {
+	return []raft.Server{raftVoter("n1"), raftVoter("n2"), raftVoter("n3")}
+}
+
+// planCase is one row of TestPlanReconcile.
+type planCase struct {
+	name        string
+	servers     []raft.Server
+	members     []cluster.Member
+	evicted     string
+	failedSince map[string]time.Time
+	limit       int
+	cleanup     time.Duration
+	want        []stepKind
+	wantFailed  []string // names in failedSince afterwards
+}
+
+// planReconcileCases are the rows of TestPlanReconcile at the time now.
+func planReconcileCases(now time.Time) []planCase {
+	return []planCase{
+		{name: "steady", servers: threeVoters(), members: []cluster.Member{aliveMember("n1"), aliveMember("n2"), aliveMember("n3")}, limit: 3},
+		{name: "a new member is added", servers: threeVoters(), members: []cluster.Member{aliveMember("n1"), aliveMember("n4")}, limit: 3, want: []stepKind{stepAdd}},
+		{name: "another cluster's member is not", servers: threeVoters(),
+			members: []cluster.Member{withMember(aliveMember("n4"), func(m *cluster.Member) { m.Meta.ClusterID = "99" })}, limit: 3},
+		{name: "a member with no raft address is not", servers: threeVoters(),
+			members: []cluster.Member{withMember(aliveMember("n4"), func(m *cluster.Member) { m.Meta.RaftAddr = "" })}, limit: 3},
+		{name: "a leaving member is not", servers: threeVoters(),
+			members: []cluster.Member{withMember(aliveMember("n4"), func(m *cluster.Member) { m.Meta.Leaving = true })}, limit: 3},
+		{name: "an evicted member is not", servers: threeVoters(), members: []cluster.Member{aliveMember("n4")}, evicted: "n4", limit: 3},
+		{name: "a moved member is re-added", servers: threeVoters(),
+			members: []cluster.Member{withMember(aliveMember("n2"), func(m *cluster.Member) { m.Meta.RaftAddr = "elsewhere:2380" })}, limit: 3, want: []stepKind{stepMove}},
+		{name: "a non-voter is promoted below the limit", servers: []raft.Server{raftVoter("n1"), raftVoter("n2"), raftNonvoter("n3")},
+			members: []cluster.Member{aliveMember("n3")}, limit: 3, want: []stepKind{stepPromote}},
+		{name: "not at the limit", servers: append(threeVoters(), raftNonvoter("n4")), members: []cluster.Member{aliveMember("n4")}, limit: 3},
+		{name: "one promotion left", servers: []raft.Server{raftVoter("n1"), raftVoter("n2"), raftNonvoter("n3"), raftNonvoter("n4")},
+			members: []cluster.Member{aliveMember("n3"), aliveMember("n4")}, limit: 3, want: []stepKind{stepPromote}},
+		{name: "a non-voter by choice stays one", servers: []raft.Server{raftVoter("n1"), raftNonvoter("n2")},
+			members: []cluster.Member{withMember(aliveMember("n2"), func(m *cluster.Member) { m.Meta.Role = cluster.RoleNonvoter })}, limit: 3},
+		{name: "a member that left is removed", servers: threeVoters(),
+			members: []cluster.Member{withMember(aliveMember("n2"), func(m *cluster.Member) { m.State = cluster.StateLeft })}, limit: 3, want: []stepKind{stepRemoveLeft}},
+		{name: "one that left and is not in raft is forgotten", servers: threeVoters(),
+			members: []cluster.Member{withMember(aliveMember("n5"), func(m *cluster.Member) { m.State = cluster.StateLeft })}, limit: 3, want: []stepKind{stepForget}},
+		{name: "a failed member is reported once", servers: threeVoters(),
+			members: []cluster.Member{withMember(aliveMember("n2"), func(m *cluster.Member) { m.State = cluster.StateFailed })}, limit: 3,
 			want: []stepKind{stepReportFailed}, wantFailed: []string{"n2"}},
-		{name: "still failed: nothing more without cleanup", servers: three,
-			members:     []cluster.Member{with(alive("n2"), func(m *cluster.Member) { m.State = cluster.StateFailed })},
+		{name: "still failed: nothing more without cleanup", servers: threeVoters(),
+			members:     []cluster.Member{withMember(aliveMember("n2"), func(m *cluster.Member) { m.State = cluster.StateFailed })},
 			failedSince: map[string]time.Time{"n2": now.Add(-time.Hour)}, limit: 3, wantFailed: []string{"n2"}},
-		{name: "cleanup never goes below three voters", servers: three,
-			members:     []cluster.Member{with(alive("n2"), func(m *cluster.Member) { m.State = cluster.StateFailed })},
+		{name: "cleanup never goes below three voters", servers: threeVoters(),
+			members:     []cluster.Member{withMember(aliveMember("n2"), func(m *cluster.Member) { m.State = cluster.StateFailed })},
 			failedSince: map[string]time.Time{"n2": now.Add(-time.Hour)}, limit: 3, cleanup: time.Minute, wantFailed: []string{"n2"}},
-		{name: "cleanup of a fourth voter", servers: append(three[:3:3], voter("n4")),
-			members:     []cluster.Member{with(alive("n4"), func(m *cluster.Member) { m.State = cluster.StateFailed })},
+		{name: "cleanup of a fourth voter", servers: append(threeVoters(), raftVoter("n4")),
+			members:     []cluster.Member{withMember(aliveMember("n4"), func(m *cluster.Member) { m.State = cluster.StateFailed })},
 			failedSince: map[string]time.Time{"n4": now.Add(-time.Hour)}, limit: 4, cleanup: time.Minute, want: []stepKind{stepRemoveFailed}, wantFailed: []string{"n4"}},
-		{name: "cleanup of two of five stops at three", servers: append(three[:3:3], voter("n4"), voter("n5")),
+		{name: "cleanup of two of five stops at three", servers: append(threeVoters(), raftVoter("n4"), raftVoter("n5")),
 			members: []cluster.Member{
-				with(alive("n4"), func(m *cluster.Member) { m.State = cluster.StateFailed }),
-				with(alive("n5"), func(m *cluster.Member) { m.State = cluster.StateFailed }),
+				withMember(aliveMember("n4"), func(m *cluster.Member) { m.State = cluster.StateFailed }),
+				withMember(aliveMember("n5"), func(m *cluster.Member) { m.State = cluster.StateFailed }),
 			},
 			failedSince: map[string]time.Time{"n4": now.Add(-time.Hour), "n5": now.Add(-time.Hour)}, limit: 5, cleanup: time.Minute,
 			want: []stepKind{stepRemoveFailed, stepRemoveFailed}, wantFailed: []string{"n4", "n5"}},
-		{name: "not failed long enough", servers: append(three[:3:3], voter("n4")),
-			members:     []cluster.Member{with(alive("n4"), func(m *cluster.Member) { m.State = cluster.StateFailed })},
+		{name: "not failed long enough", servers: append(threeVoters(), raftVoter("n4")),
+			members:     []cluster.Member{withMember(aliveMember("n4"), func(m *cluster.Member) { m.State = cluster.StateFailed })},
 			failedSince: map[string]time.Time{"n4": now.Add(-time.Second)}, limit: 4, cleanup: time.Minute, wantFailed: []string{"n4"}},
-		{name: "back alive: forgotten as failed", servers: three, members: []cluster.Member{alive("n2")},
+		{name: "back alive: forgotten as failed", servers: threeVoters(), members: []cluster.Member{aliveMember("n2")},
 			failedSince: map[string]time.Time{"n2": now.Add(-time.Hour)}, limit: 3},
-		{name: "self is never planned for", servers: three,
-			members: []cluster.Member{with(alive("n1"), func(m *cluster.Member) { m.State = cluster.StateLeft })}, limit: 3},
-	} {
+		{name: "self is never planned for", servers: threeVoters(),
+			members: []cluster.Member{withMember(aliveMember("n1"), func(m *cluster.Member) { m.State = cluster.StateLeft })}, limit: 3},
+	}
+}
+
+func TestPlanReconcile(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range planReconcileCases(now) {
 		t.Run(tc.name, func(t *testing.T) {
 			failed := tc.failedSince
 			if failed == nil {

@@ -49,67 +49,73 @@ func openDB(t *testing.T, dsn string) *sql.DB {
 // leader crash, with the new leader's sink resuming.
 func TestClusterOnMariaDB(t *testing.T) {
 	for _, ack := range []string{sqlsink.AckSync, sqlsink.AckAsync} {
-		t.Run(ack, func(t *testing.T) {
-			dsn := mysqltest.NewDatabase(t)
-			db := openDB(t, dsn)
-			c := testcluster.Start(t, testcluster.Options{MySQLDSN: dsn, SinkAck: ack})
-			ctx := testCtx(t)
-			leader := c.Leader(10 * time.Second)
-			f := others(c, leader)[0]
-			fc := c.Client(f)
-
-			inDB := func(key string, rev int64) {
-				t.Helper()
-				if ack == sqlsink.AckSync {
-					if got := rowRevision(t, db, key); got != rev {
-						t.Fatalf("sync ack: %s in the database at revision %d, want %d", key, got, rev)
-					}
-					return
-				}
-				eventually(t, 10*time.Second, "async: "+key+" reaches the database", func() error {
-					if got := rowRevision(t, db, key); got != rev {
-						return fmt.Errorf("at revision %d, want %d", got, rev)
-					}
-					return nil
-				})
-			}
-
-			for i := 0; i < 5; i++ {
-				key := fmt.Sprintf("/db/%d", i)
-				p, err := fc.Put(ctx, key, "v")
-				if err != nil {
-					t.Fatal(err)
-				}
-				inDB(key, p.Header.Revision)
-			}
-			for i := range c.Members {
-				if err := c.Running(i).Node.SinkHealthy(); err != nil {
-					t.Fatalf("member %d: sink unhealthy: %v", i, err)
-				}
-				if err := c.Running(i).Node.SinkFatal(); err != nil {
-					t.Fatalf("member %d: sink fatal: %v", i, err)
-				}
-			}
-			leader = c.Leader(10 * time.Second)
-			_, body := httpGet(t, c.Members[leader].URL+"/metrics")
-			if ack == sqlsink.AckSync {
-				if lag := metric(t, body, "etcdsql_sink_lag_revisions"); lag != 0 {
-					t.Fatalf("sink lag on leader with sync ack = %v", lag)
-				}
-			}
-
-			c.Crash(leader)
-			nl := c.Leader(15 * time.Second)
-			p, err := c.Client(nl).Put(ctx, "/db/after", "v")
-			if err != nil {
-				t.Fatalf("write after leader crash: %v", err)
-			}
-			inDB("/db/after", p.Header.Revision)
-			if c.Running(nl).Node.SinkHealthy() != nil {
-				t.Fatalf("new leader's sink: %v", c.Running(nl).Node.SinkHealthy())
-			}
-		})
+		t.Run(ack, func(t *testing.T) { testClusterOnMariaDB(t, ack) })
 	}
+}
+
+// testClusterOnMariaDB writes through a follower and across a leader
+// crash, with the sink acknowledging writes as ack says.
+func testClusterOnMariaDB(t *testing.T, ack string) {
+	dsn := mysqltest.NewDatabase(t)
+	db := openDB(t, dsn)
+	c := testcluster.Start(t, testcluster.Options{MySQLDSN: dsn, SinkAck: ack})
+	ctx := testCtx(t)
+	leader := c.Leader(10 * time.Second)
+	f := others(c, leader)[0]
+	fc := c.Client(f)
+
+	for i := 0; i < 5; i++ {
+		key := fmt.Sprintf("/db/%d", i)
+		p, err := fc.Put(ctx, key, "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inDB(t, db, ack, key, p.Header.Revision)
+	}
+	for i := range c.Members {
+		if err := c.Running(i).Node.SinkHealthy(); err != nil {
+			t.Fatalf("member %d: sink unhealthy: %v", i, err)
+		}
+		if err := c.Running(i).Node.SinkFatal(); err != nil {
+			t.Fatalf("member %d: sink fatal: %v", i, err)
+		}
+	}
+	leader = c.Leader(10 * time.Second)
+	_, body := httpGet(t, c.Members[leader].URL+"/metrics")
+	if ack == sqlsink.AckSync {
+		if lag := metric(t, body, "etcdsql_sink_lag_revisions"); lag != 0 {
+			t.Fatalf("sink lag on leader with sync ack = %v", lag)
+		}
+	}
+
+	c.Crash(leader)
+	nl := c.Leader(15 * time.Second)
+	p, err := c.Client(nl).Put(ctx, "/db/after", "v")
+	if err != nil {
+		t.Fatalf("write after leader crash: %v", err)
+	}
+	inDB(t, db, ack, "/db/after", p.Header.Revision)
+	if c.Running(nl).Node.SinkHealthy() != nil {
+		t.Fatalf("new leader's sink: %v", c.Running(nl).Node.SinkHealthy())
+	}
+}
+
+// inDB checks that key is in the database at revision rev: at once with
+// the sync ack, eventually with the async one.
+func inDB(t *testing.T, db *sql.DB, ack, key string, rev int64) {
+	t.Helper()
+	if ack == sqlsink.AckSync {
+		if got := rowRevision(t, db, key); got != rev {
+			t.Fatalf("sync ack: %s in the database at revision %d, want %d", key, got, rev)
+		}
+		return
+	}
+	eventually(t, 10*time.Second, "async: "+key+" reaches the database", func() error {
+		if got := rowRevision(t, db, key); got != rev {
+			return fmt.Errorf("at revision %d, want %d", got, rev)
+		}
+		return nil
+	})
 }
 
 // TestClusterMariaDBOutage cuts the leader's database connections: writes
