@@ -14,8 +14,8 @@ func TestCoalescerSharesRoundsFetchedAfterTheCall(t *testing.T) {
 	var fetches, counter atomic.Uint64
 	c := newCoalescer(func(ctx context.Context) (uint64, error) {
 		fetches.Add(1)
-		v := counter.Load() // what the fetch "sees" when it starts
-		time.Sleep(2 * time.Millisecond)
+		v := counter.Load()              // what the fetch "sees" when it starts
+		time.Sleep(2 * time.Millisecond) // a fetch takes time, so callers overlap it
 		return v, nil
 	}, time.Second)
 	const callers = 200
