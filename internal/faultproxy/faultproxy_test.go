@@ -256,6 +256,7 @@ func TestConcurrentCuts(t *testing.T) {
 			}
 		})
 	}
+	// Flip the proxy while the clients run: the pace is the test.
 	for range 50 {
 		p.Cut()
 		time.Sleep(time.Millisecond)
