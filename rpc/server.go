@@ -78,6 +78,7 @@ type Server struct {
 	grpc *grpc.Server
 
 	mu     sync.Mutex
+	closed bool // Close was called; Serve must not start
 	http   *http.Server
 	gwConn interface{ Close() error }
 	mux    cmux.CMux
@@ -150,6 +151,15 @@ func (s *Server) Serve(l net.Listener) error {
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.mu.Lock()
+	if s.closed {
+		// Close came first and found nothing to stop: stop here, or
+		// the gateway's connection would be left open.
+		s.mu.Unlock()
+		gwConn.Close()
+		cancel()
+		l.Close()
+		return nil
+	}
 	s.http, s.gwConn, s.mux, s.cancel = hs, gwConn, m, cancel
 	s.mu.Unlock()
 
@@ -165,9 +175,11 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Close stops serving: unary calls get ShutdownTimeout to finish, watch
-// streams are closed so their clients resume elsewhere.
+// streams are closed so their clients resume elsewhere. A Serve that has
+// not started serving yet returns at once.
 func (s *Server) Close() {
 	s.mu.Lock()
+	s.closed = true
 	hs, gwConn, m, cancel := s.http, s.gwConn, s.mux, s.cancel
 	s.mu.Unlock()
 	if hs != nil {
