@@ -236,7 +236,7 @@ func BenchmarkIdleWatcherRSS(b *testing.B) {
 	{
 		p := testserver.StartProcess(b, b.TempDir())
 		c := testserver.NewClient(b, p.URL)
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // settle after start-up; RSS has no end state to wait for
 		before := rss(b, p.Pid())
 		ctx, cancel := context.WithCancel(context.Background())
 		for st := 0; st < streams; st++ {
@@ -246,7 +246,7 @@ func BenchmarkIdleWatcherRSS(b *testing.B) {
 				<-ch
 			}
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // settle after the last watch; RSS has no end state to wait for
 		after := rss(b, p.Pid())
 		cancel()
 		p.Kill()

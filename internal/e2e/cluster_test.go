@@ -96,6 +96,7 @@ func TestClusterWatchContinuityAcrossFailovers(t *testing.T) {
 	// Writers on all endpoints until the failovers are done.
 	wrCtx, stopWrites := context.WithCancel(ctx)
 	var acked sync.Map // revision -> value
+	var nacks atomic.Int64
 	var wg sync.WaitGroup
 	for w := range 2 {
 		cl := c.Client()
@@ -109,22 +110,30 @@ func TestClusterWatchContinuityAcrossFailovers(t *testing.T) {
 				cancel()
 				if err == nil {
 					acked.Store(resp.Header.Revision, v)
+					nacks.Add(1)
 				} else {
 					time.Sleep(10 * time.Millisecond)
 				}
 			}
 		}()
 	}
+	// writesAcked waits until the writers have had more writes acknowledged
+	// since the last failover, so every failover happens amid writes.
+	writesAcked := func() {
+		t.Helper()
+		from := nacks.Load()
+		waitFor(t, ctx, "writes acknowledged between failovers", func() bool { return nacks.Load() >= from+20 })
+	}
 	var leaders []int
 	for range 5 {
-		time.Sleep(500 * time.Millisecond)
+		writesAcked()
 		leader := c.Leader(15 * time.Second)
 		leaders = append(leaders, leader)
 		c.Crash(leader)
 		c.Leader(15 * time.Second)
 		c.Restart(leader)
 	}
-	time.Sleep(500 * time.Millisecond)
+	writesAcked()
 	stopWrites()
 	wg.Wait()
 	end, err := c.Client().Put(ctx, "w/end", "1")
@@ -236,13 +245,19 @@ func TestClusterLeasesAcrossFailovers(t *testing.T) {
 		c.Leader(15 * time.Second)
 		c.Restart(leader)
 	}
-	// Not before its TTL: still there just before it ends (a
-	// linearizable read).
-	if wait := time.Until(granted.Add(ttl*time.Second - 300*time.Millisecond)); wait > 0 {
-		time.Sleep(wait)
-	}
-	if g, err := c.Client().Get(ctx, "lease/expiring"); err != nil || len(g.Kvs) != 1 {
-		t.Fatalf("lease expired before its TTL (%v after the grant): %v %v", time.Since(granted), g, err)
+	// Not before its TTL: still there, by linearizable reads, until just
+	// before it ends. Waiting out the TTL is the point here, so the wait
+	// stays, checking all along.
+	lastRead := granted.Add(ttl*time.Second - 300*time.Millisecond)
+	for {
+		if g, err := c.Client().Get(ctx, "lease/expiring"); err != nil || len(g.Kvs) != 1 {
+			t.Fatalf("lease expired before its TTL (%v after the grant): %v %v", time.Since(granted), g, err)
+		}
+		wait := time.Until(lastRead)
+		if wait <= 0 {
+			break
+		}
+		time.Sleep(min(50*time.Millisecond, wait))
 	}
 	// Gone some time after, once.
 	deadline := time.Now().Add(20 * time.Second)
@@ -257,7 +272,9 @@ func TestClusterLeasesAcrossFailovers(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(2 * time.Second) // time for a second delete, were there one
+	// Nothing to poll for: the wait gives a second delete, were there one,
+	// time to reach the watchers, whose logs are read once they stop.
+	time.Sleep(2 * time.Second)
 	stopWatch()
 	wg.Wait()
 	for m, l := range logs {
@@ -401,7 +418,12 @@ func TestClusterNonvoterJoinsBySnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // a snapshot and a truncated log
+	// The leader has taken a snapshot (and truncated its log past it).
+	leader := c.Running(c.Leader(15 * time.Second))
+	waitFor(t, ctx, "a snapshot on the leader", func() bool {
+		idx, _ := strconv.Atoi(leader.Node.RaftStats()["last_snapshot_index"])
+		return idx > 0
+	})
 	nv := c.Add(true)
 	ncl := c.Client(nv)
 	for {
@@ -421,8 +443,10 @@ func TestClusterNonvoterJoinsBySnapshot(t *testing.T) {
 	// Watches on it see new writes.
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
-	wch := ncl.Watch(wctx, "data/new")
-	time.Sleep(100 * time.Millisecond)
+	wch := ncl.Watch(wctx, "data/new", clientv3.WithCreatedNotify())
+	if resp := <-wch; !resp.Created {
+		t.Fatalf("watch on the non-voter not created: %+v %v", resp, resp.Err())
+	}
 	if _, err := cl.Put(ctx, "data/new", "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -579,6 +603,21 @@ func members(t *testing.T, ctx context.Context, cl *clientv3.Client) (map[string
 	return out, failed
 }
 
+// holdFor runs check every 50 ms for d, and once more at the end: for an
+// assertion that nothing happens during d.
+func holdFor(t *testing.T, d time.Duration, check func()) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for {
+		check()
+		wait := time.Until(end)
+		if wait <= 0 {
+			return
+		}
+		time.Sleep(min(50*time.Millisecond, wait))
+	}
+}
+
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
@@ -635,10 +674,12 @@ func TestClusterMembershipChanges(t *testing.T) {
 		return scrapeMetric(t, leader.ClientAddr, "etcdsql_cluster_failed_members") == 1
 	})
 	// Still a member after a while: nothing removes it but an operator.
-	time.Sleep(2 * time.Second)
-	if ms, _ := members(t, ctx, cl); len(ms) != 3 {
-		t.Fatalf("the crashed member was removed without an operator: %v", ms)
-	}
+	// Nothing to wait for here, so the wait stays, checking all along.
+	holdFor(t, 2*time.Second, func() {
+		if ms, _ := members(t, ctx, cl); len(ms) != 3 {
+			t.Fatalf("the crashed member was removed without an operator: %v", ms)
+		}
+	})
 	out, err := runBinary(t, "member", "list", "--endpoints", c.Members[0].URL)
 	if err != nil || !strings.Contains(out, name2) || !strings.Contains(out, "failed") {
 		t.Fatalf("etcdsql member list: %v\n%s", err, out)
@@ -681,10 +722,12 @@ func TestClusterDeadServerCleanup(t *testing.T) {
 	})
 	// Three voters left: one more failure is only reported.
 	c.Crash(2)
-	time.Sleep(4 * time.Second)
-	if ms, _ := members(t, ctx, cl); len(ms) != 3 {
-		t.Fatalf("cleanup went below three voters: %v", ms)
-	}
+	// Nothing to wait for here, so the wait stays, checking all along.
+	holdFor(t, 4*time.Second, func() {
+		if ms, _ := members(t, ctx, cl); len(ms) != 3 {
+			t.Fatalf("cleanup went below three voters: %v", ms)
+		}
+	})
 }
 
 // scrapeMetric reads one unlabelled gauge from a member's /metrics.
@@ -743,6 +786,8 @@ func TestClusterPausedLeader(t *testing.T) {
 			}
 		}
 	}()
+	// A second of writes, the leader paused for four, a second more: the
+	// durations are the test (the writer measures the longest stall).
 	time.Sleep(time.Second)
 	ps.Pause(leader)
 	time.Sleep(4 * time.Second)

@@ -147,6 +147,9 @@ func TestSinkOutageRefusesWritesAndRecovers(t *testing.T) {
 		wg     sync.WaitGroup
 		nPuts  atomic.Int64
 		probes atomic.Int64 // keys of the test's own puts
+		// issuedAt[w] is when writer w issued the put it waits for
+		// (UnixNano), 0 between puts.
+		issuedAt [writers]atomic.Int64
 	)
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
@@ -161,9 +164,11 @@ func TestSinkOutageRefusesWritesAndRecovers(t *testing.T) {
 				}
 				key := fmt.Sprintf("%sw%d/%06d", prefix, w, i)
 				issued := time.Now()
+				issuedAt[w].Store(issued.UnixNano())
 				pctx, pcancel := context.WithTimeout(ctx, putTimeout)
 				r, err := c.Put(pctx, key, key)
 				pcancel()
+				issuedAt[w].Store(0)
 				nPuts.Add(1)
 				mu.Lock()
 				if err == nil {
@@ -315,9 +320,18 @@ func TestSinkOutageRefusesWritesAndRecovers(t *testing.T) {
 	}
 	t.Logf("put rejection latencies during the outage: %v", rejections)
 
-	// Nothing is proposed while writes are refused: once the puts in flight
-	// at the cut have timed out, the revision stands still until Restore.
-	time.Sleep(putTimeout + 200*time.Millisecond) // let in-flight puts end
+	// Nothing is proposed while writes are refused: once the puts issued
+	// before the outage was detected have ended (they time out), the
+	// revision stands still until Restore.
+	inflightDeadline := time.Now().Add(putTimeout + 2*time.Second)
+	for w := range issuedAt {
+		for at := issuedAt[w].Load(); at != 0 && at < detectedAt.UnixNano(); at = issuedAt[w].Load() {
+			if time.Now().After(inflightDeadline) {
+				t.Fatalf("writer %d's put issued %v before detection still in flight", w, detectedAt.Sub(time.Unix(0, at)))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	frozenRev, err := c.Get(ctx, "rev", clientv3.WithSerializable())
 	if err != nil {
 		t.Fatal(err)

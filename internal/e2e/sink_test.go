@@ -148,7 +148,10 @@ func TestSinkMatchesStoreAfterMixedLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Let the last leases expire, so expiry deletions are in the log.
-		time.Sleep(3 * time.Second)
+		waitFor(t, ctx, "every lease expired", func() bool {
+			l, err := c.Leases(ctx)
+			return err == nil && len(l.Leases) == 0
+		})
 		r, err := c.Put(ctx, "/mix/last", "x")
 		if err != nil {
 			t.Fatal(err)
