@@ -59,7 +59,7 @@ func BenchmarkGateways200(b *testing.B) {
 	}
 
 	cpu0, rss := membersUsage(b, ps)
-	time.Sleep(10 * time.Second)
+	time.Sleep(10 * time.Second) // the idle window measured
 	cpu1, _ := membersUsage(b, ps)
 	idleCPU := float64(cpu1-cpu0) / 10 / 10 // clock ticks (1/100 s) over 10 s, in % of a core
 
@@ -100,7 +100,7 @@ func BenchmarkGateways200(b *testing.B) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // pace: 10 PUTs/s, an Admin API's rate
 	}
 	b.StopTimer()
 	slices.Sort(lat)

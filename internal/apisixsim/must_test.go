@@ -682,7 +682,8 @@ func TestWireMUST(t *testing.T) {
 			ww := openWatch(t, url, map[string]any{"key": B64(p), "range_end": B64(rangeEnd(p)), "start_revision": start})
 			ww.collectEvents(1, 3*time.Second)
 			// The request body ended long ago (Content-Length); the
-			// stream must stay open and keep delivering (MUST 27).
+			// stream must stay open and keep delivering (MUST 27). The
+			// idle spells are what is tested, so these sleeps stay.
 			time.Sleep(1500 * time.Millisecond)
 			w.put(p+"b", strings.Repeat("x", 100000)) // spans many chunks
 			w.del(p+"a", "")
@@ -690,6 +691,8 @@ func TestWireMUST(t *testing.T) {
 			time.Sleep(1000 * time.Millisecond)
 			w.put(p+"c", "3")
 			ww.collectEvents(1, 3*time.Second)
+			// Room for a stray message after the last one, were there
+			// one, before the whole stream is validated.
 			time.Sleep(300 * time.Millisecond)
 			validateStream(t, ww.rawBody(), start)
 		})
@@ -720,6 +723,8 @@ func TestWireMUST(t *testing.T) {
 			if i64(t, evs[0], "kv.mod_revision") != cur+3 || i64(t, evs[1], "kv.mod_revision") != last {
 				t.Errorf("future watch from %d delivered %v", cur+3, evs)
 			}
+			// Room for a stray message after the last one, were there
+			// one, before the whole streams are validated.
 			time.Sleep(300 * time.Millisecond)
 			validateStream(t, ww.rawBody(), r1)
 			validateStream(t, fut.rawBody(), cur+3)
@@ -732,6 +737,8 @@ func TestWireMUST(t *testing.T) {
 			if _, ev := look(msgs[0], "result.events"); msgs[0]["result"].(map[string]any)["created"] != true || ev {
 				t.Errorf("first message %v", msgs[0])
 			}
+			// Room for a stray message after the last one, were there
+			// one, before the whole stream is validated.
 			time.Sleep(300 * time.Millisecond)
 			validateStream(t, ww.rawBody(), r1)
 		})
@@ -778,11 +785,17 @@ func TestWireMUST(t *testing.T) {
 			ww.next(2 * time.Second)
 			for i := range 10 {
 				w.put(fmt.Sprintf("/must/33-outside/%d", i), "x") // outside the watched range
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond)                // spread over a second: a message per put would show
 			}
 			w.put(p+"a", "1")
 			ww.collectEvents(1, 3*time.Second)
-			time.Sleep(1500 * time.Millisecond)
+			// Nothing more may come: watch the stream for 1.5 s, failing
+			// as soon as a third line shows.
+			for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				if raw := ww.rawBody(); bytes.Count(raw, []byte("\n")) > 2 {
+					t.Fatalf("want exactly created + one event message, got more: %s", raw)
+				}
+			}
 			raw := ww.rawBody()
 			if n := bytes.Count(raw, []byte("\n")); n != 2 {
 				t.Errorf("want exactly created + one event message, got %d lines: %s", n, raw)

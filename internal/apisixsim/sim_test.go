@@ -762,6 +762,8 @@ func TestRollingRestart(t *testing.T) {
 			n.ok++
 		}
 	}()
+	// The pace of the rolling restart is the test: a second of writes
+	// before each stop, half a second down, a second after the last.
 	for i := range c.Members {
 		time.Sleep(time.Second)
 		c.Stop(i)
