@@ -157,7 +157,12 @@ func (l leaderSide) ReadIndex(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	idx := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if !n.requests.begin() {
+		return 0, ErrStopped
+	}
+	err := n.raft.VerifyLeader().Error()
+	n.requests.end()
+	if err != nil {
 		return 0, ErrNotLeader
 	}
 	if err := n.waitApplied(ctx, idx); err != nil {
@@ -200,8 +205,13 @@ func (n *Node) propose(ctx context.Context, r *pb.InternalRaftRequest) (*fsm.Res
 	if timeout <= 0 {
 		return nil, ErrTimeout
 	}
+	if !n.requests.begin() {
+		return nil, ErrStopped
+	}
 	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	n.requests.end()
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			// Not proposed: the caller retries with the next leader (a

@@ -41,6 +41,7 @@ type Node struct {
 	memberID  uint64
 	readIndex *coalescer
 	lead      *leadership
+	requests  inflight // requests waiting on raft
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -138,6 +139,8 @@ func (n *Node) Close() error {
 	var err error
 	n.stopOnce.Do(func() {
 		close(n.stop)
+		// Requests waiting on raft finish while it still runs.
+		n.requests.closeAndWait(n.cfg.RequestTimeout)
 		if n.raft != nil {
 			err = n.raft.Shutdown().Error()
 		}
@@ -152,6 +155,9 @@ func (n *Node) Close() error {
 
 func (n *Node) closeStores() {
 	if n.transport != nil {
+		// Close this member's connections to the others too: their
+		// handlers would otherwise wait on them for ever.
+		n.transport.CloseStreams()
 		n.transport.Close()
 	}
 	if n.peer != nil {
