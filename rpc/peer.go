@@ -3,11 +3,11 @@ package rpc
 import (
 	"context"
 	"errors"
-	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/etcdsql/etcdsql/fsm"
@@ -145,8 +145,11 @@ func NewPeerClient(cc grpc.ClientConnInterface) *PeerClient { return &PeerClient
 
 func peerCall[Resp any](ctx context.Context, c *PeerClient, method string, req any) (*Resp, error) {
 	resp := new(Resp)
-	if err := c.cc.Invoke(ctx, "/"+peerService+"/"+method, req, resp); err != nil {
-		return nil, fromGRPCError(err)
+	// gRPC fills in the peer only once the call has a stream on a
+	// connection: without one, nothing of the request left this member.
+	var p peer.Peer
+	if err := c.cc.Invoke(ctx, "/"+peerService+"/"+method, req, resp, grpc.Peer(&p)); err != nil {
+		return nil, fromGRPCError(err, p.Addr != nil)
 	}
 	return resp, nil
 }
@@ -209,12 +212,14 @@ func (c *PeerClient) Status(ctx context.Context) (*pb.StatusResponse, error) {
 var ErrPeerUnreachable = errors.New("member unreachable")
 
 // fromGRPCError turns an error etcd would return back into the Backend
-// error it stands for. A call that found no connection to its member is
-// ErrPeerUnreachable (nothing was sent); one whose connection failed in
-// flight may have been applied: ErrLeaderChanged, etcd's answer when a
+// error it stands for. A call that never got a stream on a connection to
+// its member (sent is false: the dial failed, or the connection closed
+// before its handshake ended, as a member's stopping port does) is
+// ErrPeerUnreachable: nothing was sent. One whose connection failed once it
+// was sent may have been applied: ErrLeaderChanged, etcd's answer when a
 // proposal's fate is unknown after leadership moved. Other errors stay
 // gRPC status errors, which the services pass through unchanged.
-func fromGRPCError(err error) error {
+func fromGRPCError(err error, sent bool) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err
@@ -225,7 +230,7 @@ func fromGRPCError(err error) error {
 		}
 	}
 	if st.Code() == codes.Unavailable {
-		if strings.Contains(st.Message(), "while dialing") {
+		if !sent {
 			return ErrPeerUnreachable
 		}
 		return ErrLeaderChanged

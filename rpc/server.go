@@ -83,6 +83,7 @@ type Server struct {
 	gwConn interface{ Close() error }
 	mux    cmux.CMux
 	cancel context.CancelFunc
+	l      *connTracker
 }
 
 // NewServer builds the services over b.
@@ -132,7 +133,8 @@ func (s *Server) fill(h *pb.ResponseHeader) {
 // application/grpc) and HTTP/1.1 share the port.
 func (s *Server) Serve(l net.Listener) error {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := cmux.New(l)
+	tl := newConnTracker(l)
+	m := cmux.New(tl)
 	// "application/grpc" and its "+proto" (or other codec) forms.
 	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldPrefixSendSettings("content-type", "application/grpc"))
 	httpL := m.Match(cmux.Any())
@@ -157,10 +159,10 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		gwConn.Close()
 		cancel()
-		l.Close()
+		tl.Close()
 		return nil
 	}
-	s.http, s.gwConn, s.mux, s.cancel = hs, gwConn, m, cancel
+	s.http, s.gwConn, s.mux, s.cancel, s.l = hs, gwConn, m, cancel, tl
 	s.mu.Unlock()
 
 	errc := make(chan error, 3)
@@ -175,13 +177,18 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Close stops serving: unary calls get ShutdownTimeout to finish, watch
-// streams are closed so their clients resume elsewhere. A Serve that has
-// not started serving yet returns at once.
+// streams are closed so their clients resume elsewhere. It stops
+// accepting first, and closes at the end every connection still open, so
+// that no client keeps a connection nothing serves. A Serve that has not
+// started serving yet returns at once.
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
-	hs, gwConn, m, cancel := s.http, s.gwConn, s.mux, s.cancel
+	hs, gwConn, m, cancel, tl := s.http, s.gwConn, s.mux, s.cancel, s.l
 	s.mu.Unlock()
+	if tl != nil {
+		tl.Close()
+	}
 	if hs != nil {
 		ctx, done := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		hs.Shutdown(ctx)
@@ -205,4 +212,65 @@ func (s *Server) Close() {
 	if cancel != nil {
 		cancel()
 	}
+	if tl != nil {
+		tl.closeConns()
+	}
+}
+
+// connTracker is the client listener as the port's mux sees it: it
+// remembers every connection it accepted until the connection is closed.
+// The mux answers a new HTTP/2 connection's handshake itself, before a
+// server has it (to read the first request's content type), so a client
+// that connects while the servers stop holds a connection it takes for
+// ready and that no server will ever answer: its requests would hang until
+// their deadline. Close (the listener's) stops accepting; closeConns ends
+// whatever connection is left. Safe for concurrent use.
+type connTracker struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+}
+
+func newConnTracker(l net.Listener) *connTracker {
+	return &connTracker{Listener: l, conns: map[*trackedConn]struct{}{}}
+}
+
+func (t *connTracker) Accept() (net.Conn, error) {
+	c, err := t.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, t: t}
+	t.mu.Lock()
+	t.conns[tc] = struct{}{}
+	t.mu.Unlock()
+	return tc, nil
+}
+
+// closeConns closes every accepted connection still open.
+func (t *connTracker) closeConns() {
+	t.mu.Lock()
+	conns := make([]*trackedConn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	t    *connTracker
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.t.mu.Lock()
+		delete(c.t.conns, c)
+		c.t.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
