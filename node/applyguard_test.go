@@ -31,28 +31,12 @@ func unsinkableEntries() map[string]*pb.InternalRaftRequest {
 // Without the apply guard the empty key stops the SQLite sink for good
 // (NOT NULL constraint failed: kv.key).
 func TestApplyGuardKeepsTheSinkGoing(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Name = "n1"
-	cfg.DataDir = t.TempDir()
-	cfg.PeerAddr = "127.0.0.1:0"
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout = 100*time.Millisecond, 100*time.Millisecond
+	cfg := loneConfig(t)
 	sc := sqlsink.DefaultConfig()
 	sc.SQLitePath = filepath.Join(cfg.DataDir, "etcdsql.db")
 	cfg.Sink = &sc
 	cfg.FSM.MaxKeyBytes = sqlsink.MaxKeyBytes
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := n.lead.waitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := (leaderSide{n}).Put(ctx, &pb.PutRequest{Key: []byte("before"), Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := startLone(t, cfg)
 	rev := n.store.Rev()
 	for name, bad := range unsinkableEntries() {
 		data, err := fsm.Encode(bad)
@@ -87,4 +71,34 @@ func TestApplyGuardKeepsTheSinkGoing(t *testing.T) {
 	if err := n.SinkHealthy(); err != nil {
 		t.Fatalf("sink: %v", err)
 	}
+}
+
+// loneConfig is a one-member node's configuration with fast raft timing.
+func loneConfig(t *testing.T) Config {
+	cfg := DefaultConfig()
+	cfg.Name = "n1"
+	cfg.DataDir = t.TempDir()
+	cfg.PeerAddr = "127.0.0.1:0"
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout = 100*time.Millisecond, 100*time.Millisecond
+	return cfg
+}
+
+// startLone starts a one-member node, waits until it leads, writes one
+// key, and closes it when the test ends. ctx bounds the test.
+func startLone(t *testing.T, cfg Config) (*Node, context.Context) {
+	t.Helper()
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if err := n.lead.waitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (leaderSide{n}).Put(ctx, &pb.PutRequest{Key: []byte("before"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	return n, ctx
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -16,25 +15,9 @@ import (
 // the entry is applied.
 func TestUnknownEntryStopsBeforeApplying(t *testing.T) {
 	fatal := make(chan error, 1)
-	cfg := DefaultConfig()
-	cfg.Name = "n1"
-	cfg.DataDir = t.TempDir()
-	cfg.PeerAddr = "127.0.0.1:0"
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout = 100*time.Millisecond, 100*time.Millisecond
+	cfg := loneConfig(t)
 	cfg.Fatal = func(err error) { fatal <- err }
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := n.lead.waitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := (leaderSide{n}).Put(ctx, &pb.PutRequest{Key: []byte("before"), Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := startLone(t, cfg)
 	applied, rev := n.store.AppliedIndex(), n.store.Rev()
 
 	n.raft.Apply([]byte{2, 0x0a, 0x00}, time.Second) // its future never completes

@@ -29,7 +29,9 @@ func (b storeBackend) MemberID() uint64                 { return 2 }
 func (b storeBackend) ReadBarrier(context.Context) error { return nil }
 func (b storeBackend) Term() uint64                      { return 3 }
 
-func serveStore(t *testing.T, s *fsm.Store) *clientv3.Client {
+// storeServer is a server of a bare store and a loopback listener for it,
+// not yet served.
+func storeServer(t *testing.T, s *fsm.Store) (*Server, net.Listener) {
 	t.Helper()
 	srv, err := NewServer(storeBackend{s: s}, DefaultConfig())
 	if err != nil {
@@ -39,6 +41,12 @@ func serveStore(t *testing.T, s *fsm.Store) *clientv3.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, l
+}
+
+func serveStore(t *testing.T, s *fsm.Store) *clientv3.Client {
+	t.Helper()
+	srv, l := storeServer(t, s)
 	go srv.Serve(l)
 	t.Cleanup(srv.Close)
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{l.Addr().String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})

@@ -20,14 +20,7 @@ func TestCloseEndsConnectionsNoServerTook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(storeBackend{s: s}, DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, l := storeServer(t, s)
 	go srv.Serve(l)
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {

@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -15,14 +14,7 @@ import (
 func TestCloseBeforeServe(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	s, _ := fsm.New(fsm.DefaultConfig())
-	srv, err := NewServer(storeBackend{s: s}, DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, l := storeServer(t, s)
 	defer l.Close()
 	srv.Close()
 	served := make(chan error, 1)
