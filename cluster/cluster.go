@@ -23,14 +23,24 @@ const (
 	RoleNonvoter = "nonvoter"
 )
 
+// MetaFormat is the format of Meta this release gossips. Meta travels as
+// JSON: a later format may add fields, which an older member ignores, and
+// never changes the meaning of one. Format 0 (the field absent) is the
+// first release's, which gossiped no release name.
+const MetaFormat = 1
+
 // Meta is what a member says about itself in gossip.
 type Meta struct {
+	// Format is the format of this metadata (MetaFormat).
+	Format       int      `json:"format,omitempty"`
 	RaftAddr     string   `json:"raft"`
 	InternalAddr string   `json:"internal,omitempty"`
 	ClientURLs   []string `json:"client,omitempty"`
 	PeerURLs     []string `json:"peer,omitempty"`
-	Version      string   `json:"version"`
-	Role         string   `json:"role"`
+	// Version is the release the member runs ("" for the first
+	// release, which did not say).
+	Version string `json:"version"`
+	Role    string `json:"role"`
 	// Leaving is set just before a graceful leave, so that the others can
 	// tell a member that left from one that failed.
 	Leaving bool `json:"leaving,omitempty"`

@@ -14,4 +14,5 @@ var (
 	ErrStorageRefused  = rpc.ErrStorageRefused
 	ErrMemberNotFound  = rpc.ErrMemberNotFound
 	ErrLeaderChanged   = rpc.ErrLeaderChanged
+	ErrNotCapable      = rpc.ErrNotCapable
 )

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/etcdsql/etcdsql/cluster"
+	"github.com/etcdsql/etcdsql/internal/release"
 )
 
 // Gossip: this member's presence in memberlist (package cluster): what it
@@ -37,6 +38,8 @@ func (n *Node) startGossip() error {
 	gc.Meta.ClientURLs = n.cfg.ClientURLs
 	gc.Meta.PeerURLs = n.cfg.PeerURLs
 	gc.Meta.Nonce = hex.EncodeToString(nonce[:])
+	gc.Meta.Version = release.Name
+	gc.Meta.Format = cluster.MetaFormat
 	gc.Meta.Role = cluster.RoleVoter
 	if n.cfg.Nonvoter {
 		gc.Meta.Role = cluster.RoleNonvoter

@@ -208,7 +208,11 @@ func (n *Node) propose(ctx context.Context, r *pb.InternalRaftRequest) (*fsm.Res
 	if !n.requests.begin() {
 		return nil, ErrStopped
 	}
-	f := n.raft.Apply(data, timeout)
+	f, err := n.enqueue(r, data, timeout)
+	if err != nil {
+		n.requests.end()
+		return nil, err
+	}
 	err = f.Error()
 	n.requests.end()
 	if err != nil {

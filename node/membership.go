@@ -11,6 +11,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/cluster"
+	"github.com/etcdsql/etcdsql/internal/release"
 )
 
 // Membership: gossip (package cluster) tells every member who is around;
@@ -47,6 +48,7 @@ func (n *Node) reconcileMembers() {
 			lastJoin = time.Now()
 			n.gossip.Join(n.cfg.Gossip.Join)
 		}
+		n.noteClusterVersion()
 		if !n.lead.isReady() {
 			continue
 		}
@@ -186,6 +188,15 @@ func (n *Node) carryOut(st step, failedSince, refused map[string]time.Time) erro
 	switch st.kind {
 	case stepAdd, stepMove:
 		if !n.authenticated(m, refused) {
+			return nil
+		}
+		n.versions.mu.Lock()
+		defer n.versions.mu.Unlock()
+		if need, ok := n.admitRelease(release.Of(m.Meta.Version)); !ok {
+			if key := "release/" + m.Name; time.Since(refused[key]) > time.Minute {
+				refused[key] = time.Now()
+				n.log.Warn("not adding a member: it runs a release older than the cluster's data needs", "member", m.Name, "release", release.Of(m.Meta.Version), "needs", need)
+			}
 			return nil
 		}
 		add := n.raft.AddNonvoter

@@ -42,6 +42,7 @@ type Node struct {
 	readIndex *coalescer
 	lead      *leadership
 	requests  inflight // requests waiting on raft
+	versions  versionGate
 
 	stopOnce sync.Once
 	stop     chan struct{}

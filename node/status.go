@@ -143,7 +143,9 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) {
 			return 0
 		}
 	}
-	reg.MustRegister(
+	n.versions.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcdsql_cluster_version",
+		Help: "Always 1; its label is the cluster version: the oldest release among the members."}, []string{"release"})
+	reg.MustRegister(n.versions.info,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_server_has_leader", Help: "Whether a leader is known (1) or not (0)."},
 			boolGauge(func() bool { return n.Healthy() == nil })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcd_server_is_leader", Help: "Whether this member leads (1) or not (0)."},

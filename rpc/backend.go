@@ -29,6 +29,9 @@ var (
 	// ErrLeaderChanged: leadership moved while the request was in flight;
 	// it may or may not have been applied.
 	ErrLeaderChanged = errors.New("leader changed")
+	// ErrNotCapable: the request needs a release that not every member
+	// runs yet (the cluster version is older); nothing was proposed.
+	ErrNotCapable = errors.New("not capable")
 )
 
 // Writes are the calls that change state (and, for LeaseRenew and

@@ -43,6 +43,7 @@ var grpcErrors = []struct {
 	{ErrUnavailable, errGRPCUnavailable},
 	{ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
 	{ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged},
+	{ErrNotCapable, rpctypes.ErrGRPCNotCapable},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
 }

@@ -13,6 +13,39 @@ import (
 // for a released commit, the next release with "-dev" between releases.
 const Name = "v0.2.0-dev"
 
+// First is the first release. Its members gossip no release name, so a
+// member that names none runs First.
+const First = "v0.1.0"
+
+// Of returns the release a member runs from the name it gossips: First
+// for none.
+func Of(gossiped string) string {
+	if gossiped == "" {
+		return First
+	}
+	return gossiped
+}
+
+// Knows reports whether a member running release have knows what release
+// need introduced. A development build ("vX.Y.Z-dev") knows what its
+// coming release vX.Y.Z introduces so far: features are marked with the
+// release they will ship in, and a -dev build is never mixed with that
+// release in one cluster.
+func Knows(have, need string) bool {
+	return Compare(strings.TrimSuffix(have, "-dev"), need) >= 0
+}
+
+// Oldest returns the oldest of the given releases ("" for none).
+func Oldest(names ...string) string {
+	var oldest string
+	for i, n := range names {
+		if i == 0 || Compare(n, oldest) < 0 {
+			oldest = n
+		}
+	}
+	return oldest
+}
+
 // commit can be set at build time (-ldflags "-X .../release.commit=...");
 // otherwise it comes from the Go toolchain's VCS stamp.
 var commit string

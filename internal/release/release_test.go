@@ -51,3 +51,32 @@ func TestCompare(t *testing.T) {
 		}
 	}
 }
+
+func TestKnows(t *testing.T) {
+	for _, c := range []struct {
+		have, need string
+		want       bool
+	}{
+		{"v0.1.0", "v0.1.0", true},
+		{"v0.1.0", "v0.2.0", false},
+		{"v0.2.0-dev", "v0.2.0", true},
+		{"v0.2.0-dev", "v0.3.0", false},
+		{"v0.2.0", "v0.1.0", true},
+		{"nonsense", "v0.1.0", false},
+		{Of(""), "v0.2.0", false},
+		{Of(""), First, true},
+	} {
+		if got := Knows(c.have, c.need); got != c.want {
+			t.Errorf("Knows(%q, %q) = %v, want %v", c.have, c.need, got, c.want)
+		}
+	}
+}
+
+func TestOldest(t *testing.T) {
+	if got := Oldest("v0.2.0", "v0.1.0", "v0.2.0-dev"); got != "v0.1.0" {
+		t.Fatalf("Oldest = %q, want v0.1.0", got)
+	}
+	if got := Oldest(); got != "" {
+		t.Fatalf("Oldest() = %q, want none", got)
+	}
+}
