@@ -58,9 +58,15 @@ func runUntil(t *testing.T, sk *Sink, st *fsm.Store, cond func() bool) {
 
 func runUntilWithin(t *testing.T, within time.Duration, sk *Sink, st *fsm.Store, cond func() bool) {
 	t.Helper()
+	runAtTermUntil(t, 1, within, sk, st, cond)
+}
+
+// runAtTermUntil runs the sink as the leader of raft term term.
+func runAtTermUntil(t *testing.T, term uint64, within time.Duration, sk *Sink, st *fsm.Store, cond func() bool) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sk.Run(ctx, st, 1) }()
+	go func() { done <- sk.Run(ctx, st, term) }()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
