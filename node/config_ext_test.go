@@ -100,16 +100,16 @@ func TestStartMemberRefusesBadConfig(t *testing.T) {
 		nc := node.DefaultConfig()
 		nc.DataDir = t.TempDir()
 		nc.PeerAddr = "127.0.0.1:0"
-		return node.MemberConfig{Node: nc, RPC: rpc.DefaultConfig(), ListenClientURL: "http://127.0.0.1:0"}
+		return node.MemberConfig{Node: nc, RPC: rpc.DefaultConfig(), ListenClientURLs: []string{"http://127.0.0.1:0"}}
 	}
 	tests := []struct {
 		name   string
 		change func(*node.MemberConfig)
 		want   string
 	}{
-		{"client URL without port", func(c *node.MemberConfig) { c.ListenClientURL = "http://127.0.0.1" }, "no port"},
-		{"client URL scheme", func(c *node.MemberConfig) { c.ListenClientURL = "unix://127.0.0.1:1" }, "scheme must be http or https"},
-		{"client URL does not parse", func(c *node.MemberConfig) { c.ListenClientURL = "http://[::1" }, "parse URL"},
+		{"client URL without port", func(c *node.MemberConfig) { c.ListenClientURLs = []string{"http://127.0.0.1"} }, "no port"},
+		{"client URL scheme", func(c *node.MemberConfig) { c.ListenClientURLs = []string{"unix://127.0.0.1:1"} }, "scheme must be http or https"},
+		{"client URL does not parse", func(c *node.MemberConfig) { c.ListenClientURLs = []string{"http://[::1"} }, "parse URL"},
 		{"key bounds differ", func(c *node.MemberConfig) { c.RPC.MaxKeyBytes = 10; c.Node.FSM.MaxKeyBytes = 20 },
 			"client port max key bytes 10 differs from the store's 20"},
 		{"invalid node config", func(c *node.MemberConfig) { c.Node.Name = "" }, "name is empty"},

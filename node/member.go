@@ -1,9 +1,12 @@
 package node
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 
 	"github.com/etcdsql/etcdsql/rpc"
 	"github.com/etcdsql/etcdsql/sqlsink"
@@ -14,20 +17,24 @@ import (
 type MemberConfig struct {
 	Node Config
 	RPC  rpc.Config
-	// ListenClientURL is the URL the client port (gRPC and HTTP) binds,
-	// e.g. http://127.0.0.1:2379.
-	ListenClientURL string
+	// ListenClientURLs are the URLs the client port (gRPC and HTTP on
+	// each) binds, e.g. http://127.0.0.1:2379; https ones serve TLS with
+	// ClientTLS.
+	ListenClientURLs []string
+	ClientTLS        *tls.Config
 }
 
 // Member is a started node with its client server.
 type Member struct {
 	Node   *Node
 	Server *rpc.Server
-	// ClientAddr is the address the client listener is bound to.
-	ClientAddr string
+	// ClientAddr is the address the first client listener is bound to;
+	// ClientAddrs are every listener's, in the order of the URLs.
+	ClientAddr  string
+	ClientAddrs []string
 
-	listener net.Listener
-	served   chan error
+	listeners []net.Listener
+	served    chan error
 }
 
 // HostPort extracts host:port from an http(s) URL.
@@ -45,18 +52,23 @@ func HostPort(raw string) (string, error) {
 	return u.Host, nil
 }
 
-// StartMember starts a node and serves clients on ListenClientURL.
+// StartMember starts a node and serves clients on ListenClientURLs.
 func StartMember(cfg MemberConfig) (*Member, error) {
-	addr, err := HostPort(cfg.ListenClientURL)
+	ls, err := listenClients(cfg.ListenClientURLs, cfg.ClientTLS)
 	if err != nil {
-		return nil, fmt.Errorf("node: listen client URL: %w", err)
+		return nil, err
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("node: listen on client address: %w", err)
+	closeAll := func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}
+	var addrs []string
+	for _, l := range ls {
+		addrs = append(addrs, l.Addr().String())
 	}
 	if len(cfg.Node.ClientURLs) == 0 {
-		cfg.Node.ClientURLs = []string{"http://" + l.Addr().String()}
+		cfg.Node.ClientURLs = advertised(cfg.ListenClientURLs, addrs)
 	}
 	// One key bound for the store and both doors: the sink's, so that no
 	// committed entry holds a key the database cannot store.
@@ -67,12 +79,12 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 		cfg.RPC.MaxKeyBytes = cfg.Node.FSM.MaxKeyBytes
 	}
 	if cfg.RPC.MaxKeyBytes != cfg.Node.FSM.MaxKeyBytes {
-		l.Close()
+		closeAll()
 		return nil, fmt.Errorf("node: client port max key bytes %d differs from the store's %d", cfg.RPC.MaxKeyBytes, cfg.Node.FSM.MaxKeyBytes)
 	}
 	n, err := New(cfg.Node)
 	if err != nil {
-		l.Close()
+		closeAll()
 		return nil, err
 	}
 	if cfg.RPC.Logger == nil {
@@ -80,17 +92,67 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	}
 	srv, err := rpc.NewServer(n, cfg.RPC)
 	if err != nil {
-		l.Close()
+		closeAll()
 		n.Close()
 		return nil, err
 	}
-	m := &Member{Node: n, Server: srv, ClientAddr: l.Addr().String(), listener: l, served: make(chan error, 1)}
-	go func() { m.served <- srv.Serve(l) }()
+	m := &Member{Node: n, Server: srv, ClientAddr: addrs[0], ClientAddrs: addrs, listeners: ls, served: make(chan error, len(ls))}
+	for _, l := range ls {
+		go func() { m.served <- srv.Serve(l) }()
+	}
 	if err := n.startupCheck(); err != nil {
 		m.Close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// listenClients binds every client URL, with TLS for https ones.
+func listenClients(urls []string, tlsCfg *tls.Config) ([]net.Listener, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("node: no client URL to listen on")
+	}
+	var ls []net.Listener
+	fail := func(err error) ([]net.Listener, error) {
+		for _, l := range ls {
+			l.Close()
+		}
+		return nil, err
+	}
+	for _, u := range urls {
+		addr, err := HostPort(u)
+		if err != nil {
+			return fail(fmt.Errorf("node: listen client URL: %w", err))
+		}
+		secure := strings.HasPrefix(u, "https://")
+		if secure && tlsCfg == nil {
+			return fail(fmt.Errorf("node: TLS key/cert (--cert-file, --key-file) must be provided for client url %s", u))
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fail(fmt.Errorf("node: listen on client address: %w", err))
+		}
+		if secure {
+			l = tls.NewListener(l, tlsCfg)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// advertised returns the client URLs to advertise when none are given:
+// each listen URL with the address it was bound to (its port, if it
+// asked for port 0).
+func advertised(urls, addrs []string) []string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		scheme := "http://"
+		if strings.HasPrefix(u, "https://") {
+			scheme = "https://"
+		}
+		out[i] = scheme + addrs[i]
+	}
+	return out
 }
 
 // Done yields the client server's error if it stops on its own.
@@ -103,8 +165,14 @@ func (m *Member) Close() error {
 	voters, _ := m.Node.configCounts()
 	m.Node.lead.handOver(voters)
 	m.Server.Close()
-	m.listener.Close()
+	m.closeListeners()
 	return m.Node.Close()
+}
+
+func (m *Member) closeListeners() {
+	for _, l := range m.listeners {
+		l.Close()
+	}
 }
 
 // Crash stops the member without handing leadership over or saying
@@ -112,6 +180,6 @@ func (m *Member) Close() error {
 // it.
 func (m *Member) Crash() error {
 	m.Server.Close()
-	m.listener.Close()
+	m.closeListeners()
 	return m.Node.Close()
 }

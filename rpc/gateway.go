@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
@@ -34,15 +35,48 @@ const (
 	ClusterVersion = "3.5.0"
 )
 
-// httpHandler builds the HTTP side of the client port: etcd's generated
-// gateway (dialling this server's own gRPC port), /version, /health and
-// /metrics.
-func (s *Server) httpHandler(ctx context.Context, addr string) (http.Handler, io.Closer, error) {
-	conn, err := grpc.NewClient("passthrough:///"+dialable(addr),
+// gateway is the HTTP side of the client port, shared by every listener:
+// etcd's generated gateway, calling this server's gRPC services over an
+// in-memory connection (so it needs no address, no TLS and no port of
+// its own), and /version, /health and /metrics.
+type gateway struct {
+	handler http.Handler
+	conn    *grpc.ClientConn
+	cancel  context.CancelFunc
+}
+
+// gateway returns the server's gateway, building it on first use. The
+// caller holds s.mu.
+func (s *Server) gateway() (*gateway, error) {
+	if s.gw != nil {
+		return s.gw, nil
+	}
+	inproc := bufconn.Listen(1 << 20)
+	go s.grpc.Serve(inproc) // ends with the server's GracefulStop or Stop
+	ctx, cancel := context.WithCancel(context.Background())
+	handler, conn, err := s.httpHandler(ctx, func(ctx context.Context, _ string) (net.Conn, error) { return inproc.DialContext(ctx) })
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.gw = &gateway{handler: handler, conn: conn, cancel: cancel}
+	return s.gw, nil
+}
+
+func (g *gateway) close() {
+	g.conn.Close()
+	g.cancel()
+}
+
+// httpHandler builds the gateway's handler over a gRPC connection that
+// dial makes.
+func (s *Server) httpHandler(ctx context.Context, dial func(context.Context, string) (net.Conn, error)) (http.Handler, *grpc.ClientConn, error) {
+	conn, err := grpc.NewClient("passthrough:///gateway",
+		grpc.WithContextDialer(dial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1), grpc.MaxCallSendMsgSize(1<<31-1)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("rpc: gateway dial %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("rpc: gateway: %w", err)
 	}
 	marshaler := &gatewayMarshaler{JSONPb: &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false},
@@ -90,18 +124,6 @@ func (s *Server) httpHandler(ctx context.Context, addr string) (http.Handler, io
 		}
 		mux.ServeHTTP(w, r)
 	}), conn, nil
-}
-
-// dialable turns a listen address into one a client can dial.
-func dialable(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // gatewayMarshaler is the proto JSON etcd's gateway speaks, with stream

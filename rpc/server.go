@@ -79,11 +79,16 @@ type Server struct {
 
 	mu     sync.Mutex
 	closed bool // Close was called; Serve must not start
-	http   *http.Server
-	gwConn interface{ Close() error }
-	mux    cmux.CMux
-	cancel context.CancelFunc
-	l      *connTracker
+	ports  []*port
+	gw     *gateway // built by the first Serve
+}
+
+// port is one client listener being served: its mux splits gRPC from
+// HTTP, and its tracker remembers its connections.
+type port struct {
+	http *http.Server
+	mux  cmux.CMux
+	l    *connTracker
 }
 
 // NewServer builds the services over b.
@@ -130,39 +135,44 @@ func (s *Server) fill(h *pb.ResponseHeader) {
 }
 
 // Serve serves l until Close. gRPC (HTTP/2 with content-type
-// application/grpc) and HTTP/1.1 share the port.
+// application/grpc) and HTTP (etcd's JSON gateway, /health, /version,
+// /metrics; HTTP/1.1 or HTTP/2) share the port. l may be a TLS listener
+// (see ClientTLS), and Serve may be called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	ctx, cancel := context.WithCancel(context.Background())
 	tl := newConnTracker(l)
 	m := cmux.New(tl)
 	// "application/grpc" and its "+proto" (or other codec) forms.
 	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldPrefixSendSettings("content-type", "application/grpc"))
 	httpL := m.Match(cmux.Any())
 
-	handler, gwConn, err := s.httpHandler(ctx, l.Addr().String())
+	s.mu.Lock()
+	if s.closed {
+		// Close came first and found nothing to stop: stop here, or
+		// the gateway's connection would be left open.
+		s.mu.Unlock()
+		tl.Close()
+		return nil
+	}
+	gw, err := s.gateway()
 	if err != nil {
-		cancel()
+		s.mu.Unlock()
 		return err
 	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	// The mux hands the HTTP server decrypted connections, so HTTP/2
+	// from a TLS client arrives as HTTP/2 without TLS.
+	protocols.SetUnencryptedHTTP2(true)
 	hs := &http.Server{
-		Handler:           handler,
+		Handler:           gw.handler,
+		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		// APISIX pools keep-alive connections for 60 s; close idle ones
 		// only well after that. No write timeout: watches stream forever.
 		IdleTimeout: 5 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	s.mu.Lock()
-	if s.closed {
-		// Close came first and found nothing to stop: stop here, or
-		// the gateway's connection would be left open.
-		s.mu.Unlock()
-		gwConn.Close()
-		cancel()
-		tl.Close()
-		return nil
-	}
-	s.http, s.gwConn, s.mux, s.cancel, s.l = hs, gwConn, m, cancel, tl
+	s.ports = append(s.ports, &port{http: hs, mux: m, l: tl})
 	s.mu.Unlock()
 
 	errc := make(chan error, 3)
@@ -184,17 +194,19 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
-	hs, gwConn, m, cancel, tl := s.http, s.gwConn, s.mux, s.cancel, s.l
+	ports, gw := s.ports, s.gw
 	s.mu.Unlock()
-	if tl != nil {
-		tl.Close()
+	for _, p := range ports {
+		p.l.Close()
 	}
-	if hs != nil {
-		ctx, done := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-		hs.Shutdown(ctx)
-		done()
-		hs.Close()
+	ctx, done := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	var wg sync.WaitGroup
+	for _, p := range ports {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.http.Shutdown(ctx); p.http.Close() }()
 	}
+	wg.Wait()
+	done()
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
@@ -203,17 +215,12 @@ func (s *Server) Close() {
 		s.grpc.Stop()
 		<-stopped
 	}
-	if gwConn != nil {
-		gwConn.Close()
+	if gw != nil {
+		gw.close()
 	}
-	if m != nil {
-		m.Close()
-	}
-	if cancel != nil {
-		cancel()
-	}
-	if tl != nil {
-		tl.closeConns()
+	for _, p := range ports {
+		p.mux.Close()
+		p.l.closeConns()
 	}
 }
 

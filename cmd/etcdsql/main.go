@@ -86,6 +86,10 @@ type options struct {
 	clusterKeyFile         string
 	trustedPeerNetwork     bool
 	maxVoters              int
+	certFile               string
+	keyFile                string
+	trustedCAFile          string
+	clientCertAuth         bool
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -118,6 +122,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.role, "role", "voter", "voter, or nonvoter: a read and watch replica that never votes")
 	fs.DurationVar(&o.deadServerCleanup, "dead-server-cleanup", 0, "remove a member that has been failed this long (0: only `etcdsql member remove` does)")
 	fs.BoolVar(&o.leaveOnTerminate, "leave-on-terminate", false, "on SIGTERM leave the cluster (removed from the raft configuration) instead of just stopping")
+	fs.StringVar(&o.certFile, "cert-file", "", "certificate of the client port, served on https:// client URLs (re-read when the file changes)")
+	fs.StringVar(&o.keyFile, "key-file", "", "key of --cert-file")
+	fs.StringVar(&o.trustedCAFile, "trusted-ca-file", "", "CA bundle client certificates are checked against")
+	fs.BoolVar(&o.clientCertAuth, "client-cert-auth", false, "https:// clients must present a certificate signed by --trusted-ca-file")
 	fs.StringVar(&o.peerCertFile, "peer-cert-file", "", "certificate of the peer port (raft and internal service); with the next two, mTLS between members")
 	fs.StringVar(&o.peerKeyFile, "peer-key-file", "", "key of --peer-cert-file")
 	fs.StringVar(&o.peerTrustedCAFile, "peer-trusted-ca-file", "", "CA bundle members' certificates are checked against")
@@ -230,8 +238,9 @@ func splitList(s string) []string {
 // memberConfig turns options into the member's configuration.
 func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.MemberConfig, error) {
 	listen := splitList(o.listenClientURLs)
-	if len(listen) != 1 {
-		return node.MemberConfig{}, fmt.Errorf("--listen-client-urls: exactly one URL is supported, got %d", len(listen))
+	clientTLS, err := clientTLS(o, listen, log)
+	if err != nil {
+		return node.MemberConfig{}, err
 	}
 	peerListen := splitList(o.listenPeerURLs)
 	if len(peerListen) != 1 {
@@ -309,7 +318,7 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	rc.Logger = log
 	rc.Registry = reg
 	rc.Gatherer = reg
-	return node.MemberConfig{Node: nc, RPC: rc, ListenClientURL: listen[0]}, nil
+	return node.MemberConfig{Node: nc, RPC: rc, ListenClientURLs: listen, ClientTLS: clientTLS}, nil
 }
 
 // autoCompaction reads etcd's auto-compaction flags.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etcdsql/etcdsql/internal/release"
+	"github.com/etcdsql/etcdsql/internal/testpki"
 	"github.com/etcdsql/etcdsql/node"
 )
 
@@ -97,5 +100,38 @@ func TestBuildInfoMetric(t *testing.T) {
 	}
 	if line := versionLine(); !strings.Contains(line, release.Name) || !strings.Contains(line, release.Commit()) {
 		t.Fatalf("--version: %q", line)
+	}
+}
+
+// Client TLS follows etcd's flags: https URLs need a certificate and key,
+// several listen URLs may mix http and https, and TLS files given with only
+// http URLs are ignored (with a warning) as etcd ignores them.
+func TestClientTLSFlags(t *testing.T) {
+	ca := testpki.NewCA(t, "clients")
+	leaf := ca.Issue(t, "member")
+	for _, c := range []struct {
+		args    []string
+		wantErr string
+		wantTLS bool
+	}{
+		{[]string{"--listen-client-urls", "https://127.0.0.1:2379"}, "TLS key/cert (--cert-file, --key-file) must be provided", false},
+		{[]string{"--listen-client-urls", "http://127.0.0.1:2379,https://127.0.0.1:2381", "--cert-file", leaf.CertFile, "--key-file", leaf.KeyFile}, "", true},
+		{[]string{"--listen-client-urls", "https://127.0.0.1:2379", "--cert-file", leaf.CertFile, "--key-file", leaf.KeyFile, "--client-cert-auth"}, "--client-cert-auth needs --trusted-ca-file", false},
+		{[]string{"--listen-client-urls", "https://127.0.0.1:2379", "--cert-file", leaf.CertFile, "--key-file", leaf.CertFile}, "client certificate", false},
+		{[]string{"--cert-file", leaf.CertFile, "--key-file", leaf.KeyFile}, "", false},
+	} {
+		o, err := parse(c.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		mc, err := memberConfig(o, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		switch {
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("%v: error %v, want %q", c.args, err, c.wantErr)
+		case c.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", c.args, err)
+		case c.wantErr == "" && (mc.ClientTLS != nil) != c.wantTLS:
+			t.Errorf("%v: TLS configured %v, want %v", c.args, mc.ClientTLS != nil, c.wantTLS)
+		}
 	}
 }

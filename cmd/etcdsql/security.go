@@ -6,10 +6,32 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/etcdsql/etcdsql/node"
+	"github.com/etcdsql/etcdsql/rpc"
 )
+
+// clientTLS builds the client port's TLS configuration from etcd's flags,
+// when a client URL is https:// (nil otherwise).
+func clientTLS(o *options, listen []string, log *slog.Logger) (*tls.Config, error) {
+	secure := false
+	for _, u := range listen {
+		secure = secure || strings.HasPrefix(u, "https://")
+	}
+	if !secure {
+		if o.certFile != "" || o.keyFile != "" || o.clientCertAuth {
+			log.Warn("no https:// client URL: ignoring --cert-file, --key-file and --client-cert-auth", "listen_client_urls", strings.Join(listen, ","))
+		}
+		return nil, nil
+	}
+	if o.certFile == "" || o.keyFile == "" {
+		return nil, fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s", strings.Join(listen, ","))
+	}
+	return rpc.ClientTLS{CertFile: o.certFile, KeyFile: o.keyFile, TrustedCAFile: o.trustedCAFile, ClientCertAuth: o.clientCertAuth}.Config()
+}
 
 // peerTLS builds the peer port's mTLS configuration from etcd's flags.
 func peerTLS(o *options) (*tls.Config, error) {

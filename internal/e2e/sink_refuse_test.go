@@ -24,7 +24,7 @@ func startErr(t *testing.T, dataDir, dsn string) error {
 	sc := sqlsink.DefaultConfig()
 	sc.MySQLDSN = dsn
 	nc.Sink = &sc
-	m, err := node.StartMember(node.MemberConfig{Node: nc, RPC: rpc.DefaultConfig(), ListenClientURL: "http://127.0.0.1:0"})
+	m, err := node.StartMember(node.MemberConfig{Node: nc, RPC: rpc.DefaultConfig(), ListenClientURLs: []string{"http://127.0.0.1:0"}})
 	if err == nil {
 		m.Close()
 	}

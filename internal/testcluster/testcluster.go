@@ -166,7 +166,7 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 	}
 	rc := rpc.DefaultConfig()
 	rc.LeaderLossTimeout = 3 * nc.ElectionTimeout
-	m.cfg = node.MemberConfig{Node: nc, RPC: rc, ListenClientURL: m.URL}
+	m.cfg = node.MemberConfig{Node: nc, RPC: rc, ListenClientURLs: []string{m.URL}}
 	if c.opts.Configure != nil {
 		c.opts.Configure(i, &m.cfg)
 	}

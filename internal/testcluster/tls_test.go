@@ -2,80 +2,23 @@ package testcluster
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/etcdsql/etcdsql/cluster"
+	"github.com/etcdsql/etcdsql/internal/testpki"
 	"github.com/etcdsql/etcdsql/node"
 	"github.com/etcdsql/etcdsql/rpc"
 )
 
-// testCA issues certificates for 127.0.0.1 that serve as both server and
-// client certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-func (ca *testCA) config(t *testing.T) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "member"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		RootCAs:      ca.pool, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert,
-	}
-}
-
 // With PeerTLS, raft and forwarding run over mutual TLS, and a peer
 // without a certificate of the cluster's CA is turned away.
 func TestPeerMutualTLS(t *testing.T) {
-	ca := newTestCA(t)
-	c := Start(t, Options{Configure: func(i int, mc *node.MemberConfig) { mc.Node.PeerTLS = ca.config(t) }})
+	ca := testpki.NewCA(t, "members")
+	c := Start(t, Options{Configure: func(i int, mc *node.MemberConfig) { mc.Node.PeerTLS = ca.MutualTLS(ca.Issue(t, "member")) }})
 	leader := c.Leader(10 * time.Second)
 	f := (leader + 1) % 3
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -86,7 +29,8 @@ func TestPeerMutualTLS(t *testing.T) {
 	if g, err := c.Client((leader+2)%3).Get(ctx, "tls"); err != nil || len(g.Kvs) != 1 {
 		t.Fatalf("read index over mTLS: %v %v", g, err)
 	}
-	other := newTestCA(t).config(t)
+	foreign := testpki.NewCA(t, "foreign")
+	other := foreign.MutualTLS(foreign.Issue(t, "member"))
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", c.Members[leader].PeerAddr, other)
 	if err == nil {
 		// TLS 1.3 reports a rejected client certificate on first read.
@@ -102,9 +46,9 @@ func TestPeerMutualTLS(t *testing.T) {
 // With peer mTLS and plain gossip, a stranger is seen in gossip but never
 // added to raft: it cannot complete a handshake with the cluster's CA.
 func TestPeerMutualTLSStrangerNotAdded(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testpki.NewCA(t, "members")
 	c := Start(t, Options{Configure: func(i int, mc *node.MemberConfig) {
-		mc.Node.PeerTLS = ca.config(t)
+		mc.Node.PeerTLS = ca.MutualTLS(ca.Issue(t, "member"))
 		mc.Node.ClusterKey = nil
 	}})
 	ports := freePorts(t, 3)
@@ -115,14 +59,15 @@ func TestPeerMutualTLSStrangerNotAdded(t *testing.T) {
 	nc.PeerAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
 	nc.ClientURLs, nc.PeerURLs = nil, []string{"http://" + nc.PeerAddr}
 	nc.BootstrapExpect = 0
-	nc.PeerTLS = newTestCA(t).config(t)
+	stranger := testpki.NewCA(t, "stranger")
+	nc.PeerTLS = stranger.MutualTLS(stranger.Issue(t, "member"))
 	nc.PeerDialer = nil
 	nc.Gossip = &cluster.Config{BindAddr: "127.0.0.1:" + strconv.Itoa(ports[2]), Join: c.gossipAddrs(), Local: true}
 	nc.Registry = nil
 	rc := rpc.DefaultConfig()
 	// It returns only once the stranger has seen the formed cluster in
 	// gossip (and so the cluster has seen it).
-	s, err := node.StartMember(node.MemberConfig{Node: nc, RPC: rc, ListenClientURL: "http://127.0.0.1:" + strconv.Itoa(ports[0])})
+	s, err := node.StartMember(node.MemberConfig{Node: nc, RPC: rc, ListenClientURLs: []string{"http://127.0.0.1:" + strconv.Itoa(ports[0])}})
 	if err != nil {
 		t.Fatal(err)
 	}

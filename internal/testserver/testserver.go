@@ -78,7 +78,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	rc := rpc.DefaultConfig()
 	reg := prometheus.NewRegistry()
 	nc.Registry, rc.Registry, rc.Gatherer = reg, reg, reg
-	cfg := node.MemberConfig{Node: nc, RPC: rc, ListenClientURL: "http://127.0.0.1:0"}
+	cfg := node.MemberConfig{Node: nc, RPC: rc, ListenClientURLs: []string{"http://127.0.0.1:0"}}
 	for _, o := range opts {
 		o(&cfg)
 	}
