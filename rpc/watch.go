@@ -128,13 +128,17 @@ type watchStream struct {
 	opts   map[int64]*watchOpts
 	enc    watchEncoder
 
-	// Creates from a revision beyond this member's wait, in order, until
-	// a read barrier shows whether the member lags the cluster (it then
-	// has caught up) or the revision is in the future (etcd accepts such a
-	// watch at once). So a watch reopened on a lagging member never
-	// starts with a header revision below what its client has seen.
-	// Creates from a past revision wait for one as well (see create).
-	pending []*pb.WatchCreateRequest
+	// Creates wait, in order, for a read barrier: one from a revision
+	// beyond this member's learns whether the member lags the cluster (it
+	// then has caught up) or the revision is in the future (etcd accepts
+	// such a watch at once), so a watch reopened on a lagging member never
+	// starts with a header revision below what its client has seen; one
+	// from the current revision starts after every write acknowledged
+	// before it, on whichever member; one from a past revision sees every
+	// compaction acknowledged before it. The requests that come after a
+	// waiting create (cancels, progress requests, other creates) wait
+	// behind it, so the stream answers them in the order they were sent.
+	pending []*pb.WatchRequest
 	barrier chan error       // the barrier in flight, or nil
 	retry   <-chan time.Time // a failed barrier's retry, or nil
 }
@@ -153,12 +157,19 @@ func (st *watchStream) startBarrier() {
 	}()
 }
 
-// createPending answers the pending creates, in order.
+// createPending answers the requests that waited for the barrier, in
+// order: the creates at once, the others as they would have been.
 func (st *watchStream) createPending() error {
 	pending := st.pending
 	st.pending = nil
-	for _, cr := range pending {
-		if err := st.createNow(cr); err != nil {
+	for _, req := range pending {
+		var err error
+		if cr := req.GetCreateRequest(); cr != nil {
+			err = st.createNow(cr)
+		} else {
+			err = st.handle(req)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -178,9 +189,13 @@ func (st *watchStream) send(r *pb.WatchResponse) error {
 }
 
 func (st *watchStream) handle(req *pb.WatchRequest) error {
+	if len(st.pending) > 0 {
+		st.pending = append(st.pending, req)
+		return nil
+	}
 	switch v := req.RequestUnion.(type) {
 	case *pb.WatchRequest_CreateRequest:
-		return st.create(v.CreateRequest)
+		return st.create(req, v.CreateRequest)
 	case *pb.WatchRequest_CancelRequest:
 		id := v.CancelRequest.WatchId
 		if err := st.ws.Cancel(id); err != nil {
@@ -211,22 +226,18 @@ func (st *watchStream) handle(req *pb.WatchRequest) error {
 	return nil
 }
 
-func (st *watchStream) create(cr *pb.WatchCreateRequest) error {
+// create queues a create behind a read barrier (see pending). Only a
+// create from the very next revision needs none: it can miss nothing.
+func (st *watchStream) create(req *pb.WatchRequest, cr *pb.WatchCreateRequest) error {
 	if cr == nil {
 		return nil
 	}
-	// A create from a past revision (or a negative one, which etcd
-	// cancels once anything was compacted) waits for a barrier too, so
-	// that it sees every compaction acknowledged before it, on whichever
-	// member it was made: it is then cancelled as etcd's leader would
-	// cancel it.
-	rev := st.srv.b.Rev()
-	if len(st.pending) > 0 || cr.StartRevision > rev+1 || cr.StartRevision < 0 || (cr.StartRevision > 0 && cr.StartRevision <= rev) {
-		st.pending = append(st.pending, cr)
-		st.startBarrier()
-		return nil
+	if cr.StartRevision == st.srv.b.Rev()+1 {
+		return st.createNow(cr)
 	}
-	return st.createNow(cr)
+	st.pending = append(st.pending, req)
+	st.startBarrier()
+	return nil
 }
 
 func (st *watchStream) createNow(cr *pb.WatchCreateRequest) error {

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/etcdsql/etcdsql/internal/testcluster"
 	"github.com/etcdsql/etcdsql/internal/testserver"
 )
 
@@ -185,4 +186,52 @@ func mustRev(t *testing.T, c *clientv3.Client) int64 {
 		t.Fatal(err)
 	}
 	return r.Header.Revision
+}
+
+// A watch created without a start revision on a member that lags starts
+// after every write acknowledged before it, on whichever member: its client
+// never sees as an event a put it already saw acknowledged.
+func TestWatchOnLaggingMemberStartsAfterAcknowledgedWrites(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	leader := c.Leader(10 * time.Second)
+	lag := (leader + 1) % 3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lc, fc := c.Client(leader), c.Client(lag)
+
+	c.Isolate(lag)
+	put, err := lc.Put(ctx, "/lag/acknowledged", "before")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	// clientv3's Watch returns once the watch is created: heal meanwhile.
+	wchc := make(chan clientv3.WatchChan, 1)
+	go func() { wchc <- fc.Watch(wctx, "/lag/", clientv3.WithPrefix(), clientv3.WithCreatedNotify()) }()
+	time.Sleep(300 * time.Millisecond) // the create reaches the lagging member
+	c.Heal()
+	wch := <-wchc
+	created := <-wch
+	if !created.Created {
+		t.Fatalf("first watch response %+v, want the created notice", created)
+	}
+	if created.Header.Revision < put.Header.Revision {
+		t.Fatalf("watch created at revision %d, before the acknowledged put at %d", created.Header.Revision, put.Header.Revision)
+	}
+	after, err := lc.Put(ctx, "/lag/after", "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for resp := range wch {
+		for _, ev := range resp.Events {
+			if ev.Kv.ModRevision <= put.Header.Revision {
+				t.Fatalf("watch delivered %s at revision %d, acknowledged before the watch was created", ev.Kv.Key, ev.Kv.ModRevision)
+			}
+			if ev.Kv.ModRevision == after.Header.Revision {
+				return
+			}
+		}
+	}
+	t.Fatal("watch ended before the put made after it")
 }
