@@ -261,6 +261,11 @@ type DataPlaneConfig struct {
 	// (header revision rev) are in the tables. Benchmarks time delivery
 	// with it.
 	OnApply func(rev int64)
+	// OnEvents, if set, is called with every watch message that carries
+	// events, as it arrives and before APISIX's rules filter it: the
+	// stream's start_revision, the message's header revision and its
+	// events. Checkers of the event stream use it.
+	OnEvents func(start, rev int64, events []Event)
 }
 
 // DataPlane is the configuration sync of one APISIX worker (3.18).
@@ -268,6 +273,7 @@ type DataPlane struct {
 	c            *Client
 	watchTimeout time.Duration
 	onApply      func(rev int64)
+	onEvents     func(start, rev int64, events []Event)
 	ctx          context.Context
 	cancel       context.CancelFunc
 	done         chan struct{}
@@ -296,7 +302,7 @@ func StartDataPlane(ctx context.Context, cfg DataPlaneConfig) (*DataPlane, error
 		return nil, err
 	}
 	d := &DataPlane{
-		c: cfg.Client, watchTimeout: cfg.WatchTimeout, onApply: cfg.OnApply, done: make(chan struct{}),
+		c: cfg.Client, watchTimeout: cfg.WatchTimeout, onApply: cfg.OnApply, onEvents: cfg.OnEvents, done: make(chan struct{}),
 		res: res, watchRev: rev + 1, maxRev: rev,
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
@@ -617,6 +623,9 @@ func (d *DataPlane) handle(b []byte, start int64, first bool) error {
 			d.anomaly("PUT event on %q without value (APISIX deletes it)", n.key)
 		}
 		nodes[i] = n
+	}
+	if d.onEvents != nil {
+		d.onEvents(start, rev, toEvents(r.Events, nodes))
 	}
 	d.mu.Lock()
 	for _, res := range d.res {
