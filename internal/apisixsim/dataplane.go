@@ -263,9 +263,10 @@ type DataPlaneConfig struct {
 	OnApply func(rev int64)
 	// OnEvents, if set, is called with every watch message that carries
 	// events, as it arrives and before APISIX's rules filter it: the
-	// stream's start_revision, the message's header revision and its
-	// events. Checkers of the event stream use it.
-	OnEvents func(start, rev int64, events []Event)
+	// watch's ordinal (1 for the first watch opened), its start_revision,
+	// the message's header revision and its events. Checkers of the event
+	// stream use it.
+	OnEvents func(watch int, start, rev int64, events []Event)
 }
 
 // DataPlane is the configuration sync of one APISIX worker (3.18).
@@ -273,7 +274,7 @@ type DataPlane struct {
 	c            *Client
 	watchTimeout time.Duration
 	onApply      func(rev int64)
-	onEvents     func(start, rev int64, events []Event)
+	onEvents     func(watch int, start, rev int64, events []Event)
 	ctx          context.Context
 	cancel       context.CancelFunc
 	done         chan struct{}
@@ -436,6 +437,7 @@ func (d *DataPlane) watchOnce() error {
 	d.mu.Lock()
 	start := d.watchRev
 	d.opens++
+	watch := d.opens
 	d.mu.Unlock()
 	body, err := json.Marshal(map[string]any{"create_request": map[string]any{
 		"key": B64(Prefix + "/"), "range_end": B64(Prefix + "0"), "start_revision": start,
@@ -481,7 +483,7 @@ func (d *DataPlane) watchOnce() error {
 				}
 			}
 			timer.Reset(d.watchTimeout)
-			err := d.handle(l.b, start, first)
+			err := d.handle(l.b, watch, start, first)
 			first = false
 			if err != nil {
 				return err
@@ -516,7 +518,7 @@ func readLines(ctx context.Context, resp *http.Response, out chan<- line, done c
 }
 
 // handle applies one message with APISIX 3.18's rules (§3.5).
-func (d *DataPlane) handle(b []byte, start int64, first bool) error {
+func (d *DataPlane) handle(b []byte, watch int, start int64, first bool) error {
 	if len(strings.TrimSpace(string(b))) == 0 {
 		d.anomaly("blank line on the watch stream")
 		return errReopen
@@ -625,7 +627,7 @@ func (d *DataPlane) handle(b []byte, start int64, first bool) error {
 		nodes[i] = n
 	}
 	if d.onEvents != nil {
-		d.onEvents(start, rev, toEvents(r.Events, nodes))
+		d.onEvents(watch, start, rev, toEvents(r.Events, nodes))
 	}
 	d.mu.Lock()
 	for _, res := range d.res {
