@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -148,4 +150,34 @@ func voters(ctx context.Context, cli *clientv3.Client) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// clusterVersionMetric is the gauge whose label is a member's view of the
+// cluster version (releases after v0.1.0 have it).
+const clusterVersionMetric = "etcdsql_cluster_version{release=\""
+
+// ClusterVersion returns the cluster version member url reports on
+// /metrics, or "" if it reports none.
+func ClusterVersion(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, clusterVersionMetric); ok && strings.HasSuffix(line, " 1") {
+			if i := strings.IndexByte(rest, '"'); i >= 0 {
+				return rest[:i], nil
+			}
+		}
+	}
+	return "", nil
 }

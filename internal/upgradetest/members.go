@@ -24,7 +24,7 @@ const StopTimeout = 30 * time.Second
 // Binary is a built etcdsql and the flags its release needs besides the
 // ones every release knows.
 type Binary struct {
-	// Release names it in logs ("v0.1.0", "current").
+	// Release is the release it is ("v0.1.0", or this tree's release.Name).
 	Release string
 	Path    string
 	// Extra flags, e.g. --trusted-peer-network for a release that requires

@@ -1,9 +1,12 @@
 package upgradetest
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/etcdsql/etcdsql/internal/release"
 )
 
 // healthyWithin bounds the wait for the cluster to be healthy again after
@@ -22,6 +25,9 @@ type step struct {
 	stopped    time.Time // the old process exited
 	serving    time.Time // the new one answered a linearizable read
 	healthy    time.Time // every member healthy, all voters, one leader
+	// clusterVersion is the oldest release the members run after the step,
+	// which every member that has a cluster version reported.
+	clusterVersion string
 }
 
 func (s step) String() string {
@@ -29,8 +35,8 @@ func (s step) String() string {
 	if s.leader {
 		role = "leader"
 	}
-	return fmt.Sprintf("%s (%s): exited %v after SIGTERM, the new binary served %v and the cluster was healthy %v after it; term %d→%d",
-		s.name, role, ms(s.stopped.Sub(s.begin)), ms(s.serving.Sub(s.begin)), ms(s.healthy.Sub(s.begin)), s.termBefore, s.termAfter)
+	return fmt.Sprintf("%s (%s): exited %v after SIGTERM, the new binary served %v and the cluster was healthy %v after it; term %d→%d; cluster version %s",
+		s.name, role, ms(s.stopped.Sub(s.begin)), ms(s.serving.Sub(s.begin)), ms(s.healthy.Sub(s.begin)), s.termBefore, s.termAfter, s.clusterVersion)
 }
 
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
@@ -95,6 +101,7 @@ func replaceOne(t *testing.T, c *Cluster, i int, bin Binary, v View) step {
 		t.Fatalf("%s: %v\nits log ends:\n%s", s.name, err, c.LogTail(i, 6000))
 	}
 	s.healthy, s.termAfter = time.Now(), after.Term
+	s.clusterVersion = checkClusterVersion(t, c, s.name)
 	if s.leader && after.Leader == i {
 		t.Errorf("%s: the stopped leader leads again; no hand-over was exercised", s.name)
 	}
@@ -110,4 +117,39 @@ func during(steps []step, at time.Time) string {
 		}
 	}
 	return "between steps"
+}
+
+// firstRelease gossips no release and has no cluster version of its own.
+const firstRelease = "v0.1.0"
+
+// checkClusterVersion waits until every member that has a cluster version
+// reports the oldest release the members run: this release once all run it,
+// v0.1.0 again as soon as one runs v0.1.0. It returns that release.
+func checkClusterVersion(t *testing.T, c *Cluster, stepName string) string {
+	t.Helper()
+	want := c.Members[0].Running.Release
+	for _, m := range c.Members {
+		if release.Compare(m.Running.Release, want) < 0 {
+			want = m.Running.Release
+		}
+	}
+	for _, m := range c.Members {
+		if m.Running.Release == firstRelease {
+			continue
+		}
+		var got string
+		var err error
+		for deadline := time.Now().Add(healthyWithin); time.Now().Before(deadline); time.Sleep(pollEvery) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			got, err = ClusterVersion(ctx, m.URL)
+			cancel()
+			if got == want {
+				break
+			}
+		}
+		if got != want {
+			t.Errorf("after %s: %s (%s) reports cluster version %q (%v), want %q", stepName, m.Name, m.Running.Release, got, err, want)
+		}
+	}
+	return want
 }

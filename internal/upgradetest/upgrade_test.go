@@ -8,6 +8,7 @@ import (
 	"github.com/etcdsql/etcdsql/internal/apisixsim"
 	"github.com/etcdsql/etcdsql/internal/haproxytest"
 	"github.com/etcdsql/etcdsql/internal/mysqltest"
+	"github.com/etcdsql/etcdsql/internal/release"
 )
 
 // gateways is how many APISIX data planes watch the cluster.
@@ -22,8 +23,9 @@ const gateways = 200
 // way. Nothing may notice: no acknowledged write lost (the cluster and the
 // database end equal to the truth), no Admin write failed, every gateway
 // received every event once and in order, none reloaded, and no header
-// revision went backwards. The longest gap without a successful write and
-// the longest delivery delay are reported.
+// revision went backwards. After each step the members of this release
+// report the cluster version the oldest member allows. The longest gap
+// without a successful write and the longest delivery delay are reported.
 func TestRollingUpgradeAndRollback(t *testing.T) {
 	if raceEnabled {
 		t.Skip("a real-process scale run: it runs in the plain (non-race) pass of make test")
@@ -31,11 +33,11 @@ func TestRollingUpgradeAndRollback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: a rolling upgrade and rollback under load takes about 100 s")
 	}
-	old := Binary{Release: "v0.1.0", Path: Release(t, "v0.1.0")}
+	old := Binary{Release: firstRelease, Path: Release(t, firstRelease)}
 	// The current build refuses a cluster without peer authentication
 	// unless told the network is trusted; v0.1.0 has none (operations.md,
 	// "Upgrading from v0.1.0").
-	cur := Binary{Release: "current", Path: Current(t), Extra: []string{"--trusted-peer-network"}}
+	cur := Binary{Release: release.Name, Path: Current(t), Extra: []string{"--trusted-peer-network"}}
 	dsn := mysqltest.NewDatabase(t)
 	c := StartCluster(t, 3, old, dsn)
 	if _, err := c.WaitHealthy(time.Minute); err != nil {
@@ -68,12 +70,17 @@ func TestRollingUpgradeAndRollback(t *testing.T) {
 	if _, err := c.WaitHealthy(healthyWithin); err != nil {
 		t.Fatalf("after the rollback: %v", err)
 	}
+	if ctx.Err() != nil {
+		t.Errorf("the load ran out of time (%v) before the rollback ended", ctx.Err())
+	}
 	l.halt()
 	t.Logf("%d steps in %v", len(steps), time.Since(begin).Round(time.Millisecond))
 
+	cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer ccancel()
 	checkAdmin(t, l.admin, steps)
-	checkKV(t, ctx, kvCli, dsn, l.kv, steps)
-	hist := checkFleet(t, ctx, kvCli, adminCli, f)
+	checkKV(t, cctx, kvCli, dsn, l.kv, steps)
+	hist := checkFleet(t, cctx, kvCli, adminCli, f)
 	reportGaps(t, l, steps)
 	reportDelivery(t, f, hist, l.admin, steps)
 }
