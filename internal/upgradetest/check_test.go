@@ -48,6 +48,9 @@ func checkKV(t *testing.T, ctx context.Context, cli *clientv3.Client, dsn string
 	for _, p := range w.puts {
 		if p.err != nil {
 			unknown[p.key] = true
+			if len(unknown) <= 3 {
+				t.Logf("put %s failed after %v during %s: %v", p.key, ms(p.end.Sub(p.begin)), during(steps, p.begin), p.err)
+			}
 			continue
 		}
 		if p.rev <= last {

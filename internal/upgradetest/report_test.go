@@ -62,6 +62,9 @@ func reportGaps(t *testing.T, l *load, steps []step) {
 		g := longestGap(w.acks, begin, end)
 		t.Logf("longest gap without a successful %s: %v (writes paced every %v), during %s",
 			w.name, g.length.Round(time.Millisecond), w.pace, during(steps, g.from.Add(g.length/2)))
+		if p, ok := slowestPut(l.kv.puts, g); ok && w.name == "clientv3 put" {
+			t.Logf("the slowest clientv3 put begun in that gap took %v (error: %v)", ms(p.end.Sub(p.begin)), p.err)
+		}
 	}
 }
 
@@ -118,4 +121,19 @@ func reportDelivery(t *testing.T, f *fleet, hist []refEvent, w *adminWriter, ste
 	t.Logf("delivery after the Admin write's acknowledgement, over %d deliveries: p50 %v, p99 %v, longest %v (%s, write acknowledged during %s); longest from the write's start %v",
 		len(delays), delays[len(delays)/2].Round(time.Microsecond), delays[len(delays)*99/100].Round(time.Microsecond),
 		ms(worst), worstGW, worstAt, ms(fromSend))
+}
+
+// slowestPut is the slowest put that began within gap g.
+func slowestPut(puts []kvPut, g gap) (kvPut, bool) {
+	var out kvPut
+	found := false
+	for _, p := range puts {
+		if p.begin.Before(g.from) || p.begin.After(g.to) {
+			continue
+		}
+		if !found || p.end.Sub(p.begin) > out.end.Sub(out.begin) {
+			out, found = p, true
+		}
+	}
+	return out, found
 }
