@@ -64,6 +64,10 @@ func TestRollingUpgradeAndRollback(t *testing.T) {
 	l := startLoad(ctx, apisixsim.NewAdmin(adminCli), kvCli)
 	defer l.halt()
 
+	// The writers get going on the v0.1.0 cluster first.
+	if err := l.waitAcks(10, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	begin := time.Now()
 	steps := rollTo(t, c, cur)
 	steps = append(steps, rollTo(t, c, old)...)

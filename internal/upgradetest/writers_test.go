@@ -147,3 +147,37 @@ func (l *load) halt() {
 	}
 	l.wg.Wait()
 }
+
+// acks counts the successful writes of each writer so far.
+func (l *load) acks() (kv, admin int) {
+	l.kv.mu.Lock()
+	for _, p := range l.kv.puts {
+		if p.err == nil {
+			kv++
+		}
+	}
+	l.kv.mu.Unlock()
+	l.admin.mu.Lock()
+	for _, op := range l.admin.ops {
+		if !op.failed() {
+			admin++
+		}
+	}
+	l.admin.mu.Unlock()
+	return kv, admin
+}
+
+// waitAcks waits until each writer has n successful writes.
+func (l *load) waitAcks(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		kv, admin := l.acks()
+		if kv >= n && admin >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v only %d clientv3 puts and %d Admin writes succeeded", timeout, kv, admin)
+		}
+		time.Sleep(pollEvery)
+	}
+}
