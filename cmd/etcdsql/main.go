@@ -85,6 +85,7 @@ type options struct {
 	peerTrustedCAFile      string
 	clusterKeyFile         string
 	trustedPeerNetwork     bool
+	gossipKey              string
 	maxVoters              int
 	certFile               string
 	keyFile                string
@@ -131,6 +132,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.peerTrustedCAFile, "peer-trusted-ca-file", "", "CA bundle members' certificates are checked against")
 	fs.StringVar(&o.clusterKeyFile, "cluster-key-file", "", "file holding the secret every member shares (at least 16 bytes): "+
 		"without --peer-* files the peer port runs mutual TLS derived from it; gossip is encrypted with it")
+	fs.StringVar(&o.gossipKey, "gossip-key", "", "base64 of a 16, 24 or 32-byte key that encrypts gossip (memberlist's keyring); "+
+		"with --cluster-key-file gossip is encrypted with a key derived from it instead")
 	fs.BoolVar(&o.trustedPeerNetwork, "trusted-peer-network", false,
 		"run a cluster without --cluster-key-file or --peer-* files: only members can reach the peer and gossip ports")
 	fs.IntVar(&o.maxVoters, "max-voters", 0, "voters the leader promotes members up to; the others stay non-voters "+
@@ -277,11 +280,8 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	// A committed entry this release cannot apply: node has logged why;
 	// exit before anything after it is applied.
 	nc.Fatal = func(error) { os.Exit(exitCannotApply) }
-	if o.gossipAddr != "" {
-		gc := cluster.Config{BindAddr: o.gossipAddr, AdvertiseAddr: o.advertiseGossipAddr, Join: splitList(o.join), Logger: log}
-		nc.Gossip = &gc
-	} else if o.join != "" || o.bootstrapExpect > 1 {
-		return node.MemberConfig{}, errors.New("--join and --bootstrap-expect need --gossip-addr")
+	if nc.Gossip, err = gossipConfig(o, log); err != nil {
+		return node.MemberConfig{}, err
 	}
 	switch o.role {
 	case cluster.RoleVoter:

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +134,40 @@ func TestClientTLSFlags(t *testing.T) {
 			t.Errorf("%v: %v", c.args, err)
 		case c.wantErr == "" && (mc.ClientTLS != nil) != c.wantTLS:
 			t.Errorf("%v: TLS configured %v, want %v", c.args, mc.ClientTLS != nil, c.wantTLS)
+		}
+	}
+}
+
+// --gossip-key sets memberlist's key; it and the cluster key exclude each
+// other, and a key of the wrong size or encoding is refused.
+func TestGossipKeyFlag(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := writeFile(keyFile, "0123456789abcdef0123456789abcdef\n"); err != nil {
+		t.Fatal(err)
+	}
+	key32 := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	base := []string{"--gossip-addr", "127.0.0.1:7946", "--trusted-peer-network"}
+	for _, c := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--gossip-key", key32}, ""},
+		{[]string{"--gossip-key", base64.StdEncoding.EncodeToString([]byte("short"))}, "must be 16, 24 or 32 bytes, got 5"},
+		{[]string{"--gossip-key", "not base64!"}, "not base64"},
+		{[]string{"--gossip-key", key32, "--cluster-key-file", keyFile}, "give one"},
+	} {
+		o, err := parse(append(base, c.args...), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc, err := memberConfig(o, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		switch {
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("%v: error %v, want %q", c.args, err, c.wantErr)
+		case c.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", c.args, err)
+		case c.wantErr == "" && len(mc.Node.Gossip.SecretKey) != 32:
+			t.Errorf("%v: gossip key of %d bytes", c.args, len(mc.Node.Gossip.SecretKey))
 		}
 	}
 }

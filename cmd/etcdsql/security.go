@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 
+	"github.com/etcdsql/etcdsql/cluster"
 	"github.com/etcdsql/etcdsql/node"
 	"github.com/etcdsql/etcdsql/rpc"
 )
@@ -87,10 +89,38 @@ func memberAuth(c node.Config) string {
 		return "none (a lone member)"
 	case c.PeerTLS != nil && len(c.ClusterKey) > 0:
 		return "peer mTLS; gossip encrypted with the cluster key"
+	case c.PeerTLS != nil && len(c.Gossip.SecretKey) > 0:
+		return "peer mTLS; gossip encrypted with --gossip-key"
 	case c.PeerTLS != nil:
 		return "peer mTLS; gossip not encrypted"
 	case len(c.ClusterKey) > 0:
 		return "cluster key"
 	}
 	return "none (--trusted-peer-network)"
+}
+
+// gossipConfig builds gossip's configuration from the flags (nil without
+// --gossip-addr).
+func gossipConfig(o *options, log *slog.Logger) (*cluster.Config, error) {
+	if o.gossipAddr == "" {
+		if o.join != "" || o.bootstrapExpect > 1 {
+			return nil, errors.New("--join and --bootstrap-expect need --gossip-addr")
+		}
+		return nil, nil
+	}
+	gc := &cluster.Config{BindAddr: o.gossipAddr, AdvertiseAddr: o.advertiseGossipAddr, Join: splitList(o.join), Logger: log}
+	if o.gossipKey != "" {
+		if o.clusterKeyFile != "" {
+			return nil, errors.New("--gossip-key and --cluster-key-file: give one (the cluster key encrypts gossip too)")
+		}
+		key, err := base64.StdEncoding.DecodeString(o.gossipKey)
+		if err != nil {
+			return nil, fmt.Errorf("--gossip-key: not base64: %w", err)
+		}
+		if n := len(key); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("--gossip-key: the key must be 16, 24 or 32 bytes, got %d", n)
+		}
+		gc.SecretKey = key
+	}
+	return gc, nil
 }

@@ -87,6 +87,9 @@ func StartCluster(t testing.TB, n int, bin Binary, dsn string) *Cluster {
 			"--listen-client-urls", m.URL, "--listen-peer-urls", m.PeerURL,
 			"--gossip-addr", m.Gossip, "--join", strings.Join(gossip, ","),
 			"--bootstrap-expect", strconv.Itoa(n), "--mysql-dsn", dsn, "--log-level", "info",
+			// Snapshots every few hundred entries: each release restarts
+			// from snapshots the other one wrote.
+			"--snapshot-count", "300",
 		}
 		c.Members = append(c.Members, m)
 		cli, err := newClient(m.URL)
