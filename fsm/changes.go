@@ -31,17 +31,28 @@ type Changes struct {
 	// current version of the lease set.
 	Leases       []LeaseInfo
 	LeaseVersion uint64
+	// Auth is every user and role when the auth store changed since the
+	// version the caller passed; nil otherwise. AuthVersion is the
+	// current version of the auth store.
+	Auth        *AuthState
+	AuthVersion uint64
 }
 
 // ChangesSince reads the versions after revision after, with the state
 // around them: at most maxRevs revisions, and no more revisions once their
 // keys and values reach maxBytes (a read holds at least one whole
-// revision). It fails with ErrCompacted when compaction has dropped
+// revision), with the leases and the auth store when they changed since
+// leaseVersion and authVersion. It fails with ErrCompacted when compaction has dropped
 // revisions the caller has not seen. Safe for concurrent use.
-func (s *Store) ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion uint64) (Changes, error) {
+func (s *Store) ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion, authVersion uint64) (Changes, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c := Changes{UpTo: s.rev, Complete: true, AppliedIndex: s.applied.Load(), CompactRev: s.compactRev, LeaseVersion: s.leaseVersion}
+	c := Changes{UpTo: s.rev, Complete: true, AppliedIndex: s.applied.Load(), CompactRev: s.compactRev,
+		LeaseVersion: s.leaseVersion, AuthVersion: s.authVersion}
+	if authVersion != s.authVersion {
+		a := s.authState()
+		c.Auth = &a
+	}
 	if after+1 < s.compactRev {
 		return c, ErrCompacted
 	}

@@ -36,7 +36,7 @@ func TestChangesSinceBounds(t *testing.T) {
 		{3, 1000, 0, 4, 1, true},
 		{4, 1000, 1, 4, 0, true},
 	} {
-		ch, err := s.ChangesSince(r.after, r.maxRevs, r.maxBytes, 0)
+		ch, err := s.ChangesSince(r.after, r.maxRevs, r.maxBytes, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,35 @@ var (
 	ErrWatcherDuplicateID = errors.New("mvcc: duplicate watch ID provided on the WatchStream")
 	// ErrWatcherNotFound: cancel of a watch ID the stream does not have.
 	ErrWatcherNotFound = errors.New("mvcc: watcher not found")
+	// ErrUserEmpty: a user add names no user.
+	ErrUserEmpty = errors.New("etcdserver: user name is empty")
+	// ErrUserAlreadyExist: a user add names an existing user.
+	ErrUserAlreadyExist = errors.New("etcdserver: user name already exists")
+	// ErrUserNotFound: the user does not exist.
+	ErrUserNotFound = errors.New("etcdserver: user name not found")
+	// ErrRoleEmpty: a role add names no role.
+	ErrRoleEmpty = errors.New("etcdserver: role name is empty")
+	// ErrRoleAlreadyExist: a role add names an existing role.
+	ErrRoleAlreadyExist = errors.New("etcdserver: role name already exists")
+	// ErrRoleNotFound: the role does not exist.
+	ErrRoleNotFound = errors.New("etcdserver: role name not found")
+	// ErrRoleNotGranted: a revoke of a role the user does not have.
+	ErrRoleNotGranted = errors.New("etcdserver: role is not granted to the user")
+	// ErrPermissionNotGiven: a permission grant without a permission.
+	ErrPermissionNotGiven = errors.New("etcdserver: permission not given")
+	// ErrPermissionNotGranted: a revoke of a permission the role does not have.
+	ErrPermissionNotGranted = errors.New("etcdserver: permission is not granted to the role")
+	// ErrAuthNameTooLong: a user or role name longer than MaxAuthNameBytes.
+	ErrAuthNameTooLong = errors.New("fsm: user or role name is too long")
+	// ErrBadPasswordEntry: an entry that would store a plain password, or a
+	// password hash that is not a bcrypt hash. The member that takes a
+	// request hashes the password before proposing it.
+	ErrBadPasswordEntry = errors.New("fsm: password must be replicated as a bcrypt hash")
+	// ErrNotAuthWrite: a request proposed as an auth write holds something
+	// else, or more.
+	ErrNotAuthWrite = errors.New("fsm: not a single auth write")
+	// ErrPasswordTooLong: a password longer than bcrypt takes (72 bytes).
+	ErrPasswordTooLong = errors.New("fsm: password is too long")
 	// ErrUnknownEntry: a committed entry this release cannot decode or
 	// does not know (written by a newer release, or corrupt). Apply
 	// changes nothing and does not advance the applied index; the member

@@ -12,7 +12,16 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-var snapshotMagic = []byte("ETCDSQL\x02")
+// Snapshot formats. Version 2 (release v0.1.0's) holds the keys and the
+// leases; version 3 adds the auth section after them. A store with no user
+// and no role writes version 2, byte for byte as v0.1.0 does, so v0.1.0
+// members still restore it; only a store with auth state writes version 3,
+// which v0.1.0 refuses as "not a snapshot" instead of dropping the users
+// and roles. The reader takes both.
+var (
+	snapshotMagic     = []byte("ETCDSQL\x02")
+	snapshotMagicAuth = []byte("ETCDSQL\x03")
+)
 
 // Snapshot is a point-in-time copy of the store's state. Taking one is
 // cheap (it shares the immutable records); WriteTo does the I/O and may run
@@ -22,13 +31,14 @@ type Snapshot struct {
 	rev, compactRev int64
 	leases          []LeaseInfo
 	versions        []*version // every retained version, in (rev, sub) order
+	auth            AuthState
 }
 
 // Snapshot captures the current state. Safe for concurrent use.
 func (s *Store) Snapshot() *Snapshot {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	snap := &Snapshot{applied: s.applied.Load(), rev: s.rev, compactRev: s.compactRev}
+	snap := &Snapshot{applied: s.applied.Load(), rev: s.rev, compactRev: s.compactRev, auth: s.authState()}
 	for _, l := range s.leases {
 		snap.leases = append(snap.leases, LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex})
 	}
@@ -63,7 +73,11 @@ func (snap *Snapshot) write(w io.Writer, withApplied bool) (int64, error) {
 		n := binary.PutUvarint(scratch[:], v)
 		cw.Write(scratch[:n])
 	}
-	cw.Write(snapshotMagic)
+	if snap.auth.Empty() {
+		cw.Write(snapshotMagic)
+	} else {
+		cw.Write(snapshotMagicAuth)
+	}
 	if withApplied {
 		putU(snap.applied)
 	}
@@ -89,6 +103,11 @@ func (snap *Snapshot) write(w io.Writer, withApplied bool) (int64, error) {
 		}
 		putU(uint64(n))
 		cw.Write(buf[:n])
+	}
+	if !snap.auth.Empty() {
+		if err := writeAuth(cw, putU, snap.auth); err != nil {
+			return cw.n, err
+		}
 	}
 	if cw.err != nil {
 		return cw.n, fmt.Errorf("fsm: snapshot: %w", cw.err)
@@ -121,9 +140,11 @@ func (c *countWriter) Write(p []byte) (int, error) {
 func (s *Store) Restore(r io.Reader) error {
 	br := bufio.NewReader(r)
 	magic := make([]byte, len(snapshotMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != string(snapshotMagic) {
+	if _, err := io.ReadFull(br, magic); err != nil ||
+		(string(magic) != string(snapshotMagic) && string(magic) != string(snapshotMagicAuth)) {
 		return errors.New("fsm: restore: not a snapshot")
 	}
+	withAuth := string(magic) == string(snapshotMagicAuth)
 	getU := func() uint64 {
 		v, err := binary.ReadUvarint(br)
 		if err != nil {
@@ -172,6 +193,13 @@ func (s *Store) Restore(r io.Reader) error {
 			fresh.restoreVersion(ev, sub)
 			sub++
 		}
+		if withAuth {
+			a, err := readAuth(br, getU)
+			if err != nil {
+				return err
+			}
+			fresh.setAuth(a)
+		}
 		return nil
 	}()
 	if err != nil {
@@ -186,7 +214,9 @@ func (s *Store) Restore(r io.Reader) error {
 func (s *Store) swapIn(fresh *Store, appliedIndex uint64) {
 	s.mu.Lock()
 	s.keys, s.history, s.rev, s.compactRev, s.leases = fresh.keys, fresh.history, fresh.rev, fresh.compactRev, fresh.leases
+	s.users, s.roles = fresh.users, fresh.roles
 	s.leaseVersion++
+	s.authVersion++
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
@@ -196,11 +226,12 @@ func (s *Store) swapIn(fresh *Store, appliedIndex uint64) {
 
 // Load replaces the whole state with one read from the system of record:
 // every retained version in (revision, sub) order, the leases, the current
-// and compact revisions. The applied index is reset to 0: the raft log
+// and compact revisions, the users and roles. The applied index is reset to 0: the raft log
 // that follows starts afresh. Apply goroutine only, before raft starts.
-func (s *Store) Load(rev, compactRev int64, leases []LeaseInfo, changes []Change) error {
+func (s *Store) Load(rev, compactRev int64, leases []LeaseInfo, changes []Change, auth AuthState) error {
 	fresh := &Store{cfg: s.cfg}
 	fresh.reset()
+	fresh.setAuth(auth)
 	fresh.rev, fresh.compactRev = rev, compactRev
 	for _, l := range leases {
 		fresh.leases[l.ID] = &lease{id: l.ID, ttl: l.TTL, keys: make(map[string]struct{})}

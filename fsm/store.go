@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/google/btree"
+	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
@@ -59,7 +60,12 @@ type Store struct {
 	// leaseVersion counts changes to the lease set (grants, revokes), so
 	// the system of record rewrites leases only when they changed.
 	leaseVersion uint64
-	changed      chan struct{} // closed and replaced whenever rev or compactRev moves
+	// users and roles are the auth store (auth.go); authVersion counts
+	// its changes, as leaseVersion does the leases'.
+	users       map[string]*authpb.User
+	roles       map[string]*authpb.Role
+	authVersion uint64
+	changed     chan struct{} // closed and replaced whenever rev or compactRev moves
 
 	applied     atomic.Uint64
 	lastChange  atomic.Uint64 // index of the last entry that was not a no-op
@@ -83,6 +89,8 @@ func (s *Store) reset() {
 	s.rev = 1
 	s.compactRev = noCompaction
 	s.leases = make(map[int64]*lease)
+	s.users = make(map[string]*authpb.User)
+	s.roles = make(map[string]*authpb.Role)
 	s.changed = make(chan struct{})
 }
 
@@ -96,7 +104,10 @@ type Result struct {
 	Compaction  *pb.CompactionResponse
 	LeaseGrant  *pb.LeaseGrantResponse
 	LeaseRevoke *pb.LeaseRevokeResponse
-	Err         error
+	// Auth is the response of an auth write: the pb.Auth*Response of its
+	// request's kind.
+	Auth any
+	Err  error
 }
 
 // Apply applies one committed entry at raft index idx. An entry it cannot
@@ -157,6 +168,9 @@ func (s *Store) apply(idx uint64, r *pb.InternalRaftRequest) *Result {
 	case r.LeaseRevoke != nil:
 		resp, err := s.leaseRevoke(r.LeaseRevoke.ID)
 		return &Result{LeaseRevoke: resp, Err: err}
+	}
+	if isAuth(r) {
+		return s.applyAuth(r)
 	}
 	return nil
 }

@@ -308,7 +308,8 @@ func (s spans) from(k string) (span, bool) {
 
 // checkEntry refuses a committed entry that would break what the system of
 // record relies on: a written key that is empty or longer than the
-// configured bound, a lease TTL out of bounds. The doors refuse these
+// configured bound, a lease TTL out of bounds, an auth write that
+// ValidateAuth refuses (a plain password among them). The doors refuse these
 // before proposing; this is the guard for an entry that came some other
 // way.
 func (s *Store) checkEntry(r *pb.InternalRaftRequest) error {
@@ -321,6 +322,8 @@ func (s *Store) checkEntry(r *pb.InternalRaftRequest) error {
 		return s.checkTxnKeys(r.Txn)
 	case r.LeaseGrant != nil:
 		return ValidateLeaseGrant(r.LeaseGrant)
+	case isAuth(r):
+		return ValidateAuth(r, Limits{MaxKeyBytes: s.cfg.MaxKeyBytes})
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func (s *Sink) LoadInto(ctx context.Context, store Loader) (State, error) {
 		return st, err
 	}
 	leases = s.repairLeases(leases, changes, store.MinLeaseTTL())
-	if err := store.Load(max(st.Revision, 1), st.CompactRev, leases, changes); err != nil {
+	if err := store.Load(max(st.Revision, 1), st.CompactRev, leases, changes, fsm.AuthState{}); err != nil {
 		return st, err
 	}
 	// The raft log starts over: the database's applied index belongs to

@@ -19,7 +19,7 @@ type EventSource interface {
 	// and values), the lease set if it changed since leaseVersion, the
 	// compact revision and the applied index. It fails with
 	// fsm.ErrCompacted when compaction dropped revisions after after.
-	ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion uint64) (fsm.Changes, error)
+	ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion, authVersion uint64) (fsm.Changes, error)
 }
 
 // Loader is the store LoadInto fills from the database: a member's store
@@ -28,7 +28,7 @@ type EventSource interface {
 type Loader interface {
 	// Load replaces the whole state: the current and compact revisions,
 	// the leases, and every retained version in (revision, sub) order.
-	Load(rev, compactRev int64, leases []fsm.LeaseInfo, changes []fsm.Change) error
+	Load(rev, compactRev int64, leases []fsm.LeaseInfo, changes []fsm.Change, auth fsm.AuthState) error
 	// MinLeaseTTL returns the shortest TTL the store grants a lease: what
 	// a lease the database lost gets (see repairLeases).
 	MinLeaseTTL() int64

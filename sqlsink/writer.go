@@ -91,7 +91,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	defer func() { w.close() }()
 	for {
 		wait := store.AppliedWait()
-		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, s.cfg.MaxBatchBytes, leaseVersion)
+		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, s.cfg.MaxBatchBytes, leaseVersion, 0)
 		if errors.Is(err, fsm.ErrCompacted) {
 			err = fmt.Errorf("%w: database at revision %d, history starts at %d: restore the database from a backup taken after that revision, or rebuild the cluster from this database",
 				ErrGap, s.sunkRev.Load(), ch.CompactRev)
