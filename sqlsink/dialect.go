@@ -41,6 +41,8 @@ type dialect interface {
 	compactLog() []string
 	// maxParams bounds placeholders in one statement.
 	maxParams() int
+	// authTables creates the auth store's tables (auth.go); idempotent.
+	authTables() []string
 }
 
 // placeholders returns "(?,?,...),(?,...)" for rows rows of cols columns.

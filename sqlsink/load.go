@@ -11,8 +11,8 @@ import (
 )
 
 // LoadInto replaces the store's state with the database's: the retained
-// history (kv_log mirrors every version the store retains), the leases and
-// the revisions. It is how a member with no raft state starts over a
+// history (kv_log mirrors every version the store retains), the leases,
+// the users and roles, and the revisions. It is how a member with no raft state starts over a
 // database that already holds a cluster's data.
 func (s *Sink) LoadInto(ctx context.Context, store Loader) (State, error) {
 	st, err := s.State(ctx)
@@ -38,7 +38,11 @@ func (s *Sink) LoadInto(ctx context.Context, store Loader) (State, error) {
 		return st, err
 	}
 	leases = s.repairLeases(leases, changes, store.MinLeaseTTL())
-	if err := store.Load(max(st.Revision, 1), st.CompactRev, leases, changes, fsm.AuthState{}); err != nil {
+	auth, err := s.loadAuth(ctx)
+	if err != nil {
+		return st, err
+	}
+	if err := store.Load(max(st.Revision, 1), st.CompactRev, leases, changes, auth); err != nil {
 		return st, err
 	}
 	// The raft log starts over: the database's applied index belongs to

@@ -138,6 +138,8 @@ type Sink struct {
 	healthErr atomic.Pointer[error]
 	checked   atomic.Bool // the running sink passed Check
 	refused   atomic.Pointer[error]
+	// authTables: the auth tables exist (auth.go).
+	authTables atomic.Bool
 
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced when sunkIndex moves or health changes
@@ -183,6 +185,12 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 		s.db.Close()
 		return nil, err
 	}
+	hasAuth, err := s.hasAuthTables(ctx)
+	if err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	s.authTables.Store(hasAuth)
 	s.sunkRev.Store(st.Revision)
 	s.sunkIndex.Store(st.AppliedIndex)
 	s.setHealth(nil)

@@ -17,8 +17,9 @@ type EventSource interface {
 	// ChangesSince reads, in one consistent read, the versions after
 	// revision after (bounded by maxRevs revisions and maxBytes of keys
 	// and values), the lease set if it changed since leaseVersion, the
-	// compact revision and the applied index. It fails with
-	// fsm.ErrCompacted when compaction dropped revisions after after.
+	// users and roles if they changed since authVersion, the compact
+	// revision and the applied index. It fails with fsm.ErrCompacted when
+	// compaction dropped revisions after after.
 	ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion, authVersion uint64) (fsm.Changes, error)
 }
 
@@ -27,7 +28,8 @@ type EventSource interface {
 // it.
 type Loader interface {
 	// Load replaces the whole state: the current and compact revisions,
-	// the leases, and every retained version in (revision, sub) order.
+	// the leases, every retained version in (revision, sub) order, and
+	// the users and roles.
 	Load(rev, compactRev int64, leases []fsm.LeaseInfo, changes []fsm.Change, auth fsm.AuthState) error
 	// MinLeaseTTL returns the shortest TTL the store grants a lease: what
 	// a lease the database lost gets (see repairLeases).

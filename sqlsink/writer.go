@@ -83,6 +83,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	s.notify()
 	s.log.Info("sink started", "rev", st.Revision, "term", term)
 	var leaseVersion uint64 // 0: leases are written on the first batch
+	var authVersion uint64  // 0: the auth store is written on the first batch, if it was ever changed
 	dbCompact := st.CompactRev
 	backoff, timeout := s.cfg.RetryMin, s.cfg.WriteTimeout
 	probe := time.NewTicker(s.cfg.ProbeInterval)
@@ -91,14 +92,14 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	defer func() { w.close() }()
 	for {
 		wait := store.AppliedWait()
-		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, s.cfg.MaxBatchBytes, leaseVersion, 0)
+		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, s.cfg.MaxBatchBytes, leaseVersion, authVersion)
 		if errors.Is(err, fsm.ErrCompacted) {
 			err = fmt.Errorf("%w: database at revision %d, history starts at %d: restore the database from a backup taken after that revision, or rebuild the cluster from this database",
 				ErrGap, s.sunkRev.Load(), ch.CompactRev)
 			s.setHealth(err)
 			return err
 		}
-		idle := len(ch.Changes) == 0 && ch.Leases == nil && ch.CompactRev <= dbCompact && ch.AppliedIndex <= s.sunkIndex.Load()
+		idle := len(ch.Changes) == 0 && ch.Leases == nil && ch.Auth == nil && ch.CompactRev <= dbCompact && ch.AppliedIndex <= s.sunkIndex.Load()
 		if idle {
 			select {
 			case <-ctx.Done():
@@ -158,6 +159,9 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 		if ch.Leases != nil && ch.Complete {
 			leaseVersion = ch.LeaseVersion
 		}
+		if ch.Auth != nil {
+			authVersion = ch.AuthVersion
+		}
 		if ch.CompactRev <= ch.UpTo {
 			dbCompact = max(dbCompact, ch.CompactRev)
 		}
@@ -194,8 +198,8 @@ func (s *Sink) probe(ctx context.Context) {
 }
 
 // writeBatch stores one read of changes in one transaction: the history
-// rows, the current rows of the keys they touch, the leases if they
-// changed, compaction, and the meta rows, after checking the fence.
+// rows, the current rows of the keys they touch, the leases and the auth
+// store if they changed, compaction, and the meta rows, after checking the fence.
 func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbCompact int64, term uint64, timeout time.Duration) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -212,6 +216,14 @@ func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbComp
 	s.writeCurrent(&sc, ch.Changes)
 	if ch.Leases != nil {
 		s.writeLeases(&sc, ch.Leases, ch.Complete)
+	}
+	// The auth tables exist once a user or role has been written; a store
+	// that never had one writes none.
+	if ch.Auth != nil && (!ch.Auth.Empty() || s.authTables.Load()) {
+		if err := s.ensureAuthTables(ctx); err != nil {
+			return err
+		}
+		s.writeAuth(&sc, ch.Auth)
 	}
 	// Compaction is mirrored once the database holds the compact revision.
 	if ch.CompactRev > dbCompact && ch.CompactRev <= ch.UpTo {
