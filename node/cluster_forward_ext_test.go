@@ -55,6 +55,7 @@ func TestClusterFollower(t *testing.T) {
 
 	t.Run("put, txn, delete and compact forwarded", func(t *testing.T) { testForwardedWrites(t, ctx, fc, gc, lc) })
 	t.Run("leases forwarded", func(t *testing.T) { testForwardedLeases(t, ctx, fc, gc) })
+	t.Run("auth forwarded", func(t *testing.T) { testForwardedAuth(t, ctx, fc, gc, lc) })
 	t.Run("read index", func(t *testing.T) { testReadIndex(t, ctx, lc, fc, gc) })
 	t.Run("member list", func(t *testing.T) { testMemberList(t, ctx, c, fc, lc) })
 	t.Run("status and metrics on a follower", func(t *testing.T) { testFollowerStatus(t, ctx, c) })

@@ -14,6 +14,7 @@ import (
 	"github.com/etcdsql/etcdsql/fsm"
 	"github.com/etcdsql/etcdsql/sqlsink"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Config configures a node.
@@ -91,6 +92,10 @@ type Config struct {
 	// (etcdsql exits with status 3). nil: the member only stops applying.
 	Fatal func(error)
 
+	// BcryptCost is the cost a member hashes the passwords its clients
+	// send with (etcd's --bcrypt-cost); 0: bcrypt's default, 10, as etcd's.
+	BcryptCost int
+
 	FSM fsm.Config
 	// Sink configures the SQL system of record; nil runs without one.
 	Sink     *sqlsink.Config
@@ -158,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxVoters < 0 {
 		errs = append(errs, errors.New("max voters must not be negative"))
+	}
+	if c.BcryptCost != 0 && (c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost) {
+		errs = append(errs, fmt.Errorf("bcrypt cost must be from %d to %d, got %d", bcrypt.MinCost, bcrypt.MaxCost, c.BcryptCost))
 	}
 	if c.Sink != nil {
 		if err := c.Sink.Validate(); err != nil {

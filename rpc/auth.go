@@ -5,15 +5,26 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/etcdsql/etcdsql/fsm"
 )
 
-// authServer answers as etcd does while authentication is disabled:
-// authenticate fails with "authentication is not enabled", status says
-// disabled, and enabling needs a root user, which does not exist.
+// authServer manages users and roles as etcd does (their writes are
+// replicated; their reads are linearizable, after the read barrier), but
+// nothing enforces them: authentication cannot be enabled yet. While it is
+// disabled, authenticate fails with "authentication is not enabled" and
+// status says disabled, as in etcd.
 type authServer struct {
 	pb.UnimplementedAuthServer
 	s *Server
 }
+
+// errGRPCAuthEnableUnsupported refuses to enable authentication: users and
+// roles are stored, but no request would be checked against them.
+var errGRPCAuthEnableUnsupported = status.Error(codes.FailedPrecondition,
+	"etcdserver: enabling authentication is not supported yet (users and roles are stored but not enforced)")
 
 func (a *authServer) Authenticate(context.Context, *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
 	return nil, rpctypes.ErrGRPCAuthNotEnabled
@@ -26,7 +37,7 @@ func (a *authServer) AuthStatus(context.Context, *pb.AuthStatusRequest) (*pb.Aut
 }
 
 func (a *authServer) AuthEnable(context.Context, *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
-	return nil, rpctypes.ErrGRPCRootUserNotExist
+	return nil, errGRPCAuthEnableUnsupported
 }
 
 func (a *authServer) AuthDisable(context.Context, *pb.AuthDisableRequest) (*pb.AuthDisableResponse, error) {
@@ -35,22 +46,123 @@ func (a *authServer) AuthDisable(context.Context, *pb.AuthDisableRequest) (*pb.A
 	return resp, nil
 }
 
-func (a *authServer) UserList(context.Context, *pb.AuthUserListRequest) (*pb.AuthUserListResponse, error) {
-	resp := &pb.AuthUserListResponse{Header: &pb.ResponseHeader{}}
-	a.s.fill(resp.Header)
+// write validates an auth write as the client sent it and replicates it
+// (the backend hashes its password first); every auth write's response is
+// a header alone.
+func (a *authServer) write(ctx context.Context, r *pb.InternalRaftRequest) (*pb.ResponseHeader, error) {
+	if err := fsm.ValidateAuthRequest(r, a.s.limits()); err != nil {
+		return nil, togRPCError(err)
+	}
+	h, err := a.s.b.AuthWrite(ctx, r)
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	a.s.fill(h)
+	return h, nil
+}
+
+// read waits for the read barrier, then reads the local auth store.
+func authRead[T any](a *authServer, ctx context.Context, read func(AuthReads) (T, error), header func(T) *pb.ResponseHeader) (T, error) {
+	var zero T
+	if err := a.s.b.ReadBarrier(ctx); err != nil {
+		return zero, togRPCError(err)
+	}
+	resp, err := read(a.s.b.AuthStore())
+	if err != nil {
+		return zero, togRPCError(err)
+	}
+	a.s.fill(header(resp))
 	return resp, nil
 }
 
-func (a *authServer) RoleList(context.Context, *pb.AuthRoleListRequest) (*pb.AuthRoleListResponse, error) {
-	resp := &pb.AuthRoleListResponse{Header: &pb.ResponseHeader{}}
-	a.s.fill(resp.Header)
-	return resp, nil
+func (a *authServer) UserAdd(ctx context.Context, r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthUserAdd: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthUserAddResponse{Header: h}, nil
 }
 
-func (a *authServer) UserGet(context.Context, *pb.AuthUserGetRequest) (*pb.AuthUserGetResponse, error) {
-	return nil, rpctypes.ErrGRPCUserNotFound
+func (a *authServer) UserDelete(ctx context.Context, r *pb.AuthUserDeleteRequest) (*pb.AuthUserDeleteResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthUserDelete: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthUserDeleteResponse{Header: h}, nil
 }
 
-func (a *authServer) RoleGet(context.Context, *pb.AuthRoleGetRequest) (*pb.AuthRoleGetResponse, error) {
-	return nil, rpctypes.ErrGRPCRoleNotFound
+func (a *authServer) UserChangePassword(ctx context.Context, r *pb.AuthUserChangePasswordRequest) (*pb.AuthUserChangePasswordResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthUserChangePassword: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthUserChangePasswordResponse{Header: h}, nil
+}
+
+func (a *authServer) UserGrantRole(ctx context.Context, r *pb.AuthUserGrantRoleRequest) (*pb.AuthUserGrantRoleResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthUserGrantRole: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthUserGrantRoleResponse{Header: h}, nil
+}
+
+func (a *authServer) UserRevokeRole(ctx context.Context, r *pb.AuthUserRevokeRoleRequest) (*pb.AuthUserRevokeRoleResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthUserRevokeRole: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthUserRevokeRoleResponse{Header: h}, nil
+}
+
+func (a *authServer) RoleAdd(ctx context.Context, r *pb.AuthRoleAddRequest) (*pb.AuthRoleAddResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthRoleAdd: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthRoleAddResponse{Header: h}, nil
+}
+
+func (a *authServer) RoleDelete(ctx context.Context, r *pb.AuthRoleDeleteRequest) (*pb.AuthRoleDeleteResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthRoleDelete: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthRoleDeleteResponse{Header: h}, nil
+}
+
+func (a *authServer) RoleGrantPermission(ctx context.Context, r *pb.AuthRoleGrantPermissionRequest) (*pb.AuthRoleGrantPermissionResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthRoleGrantPermission: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthRoleGrantPermissionResponse{Header: h}, nil
+}
+
+func (a *authServer) RoleRevokePermission(ctx context.Context, r *pb.AuthRoleRevokePermissionRequest) (*pb.AuthRoleRevokePermissionResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthRoleRevokePermission: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthRoleRevokePermissionResponse{Header: h}, nil
+}
+
+func (a *authServer) UserGet(ctx context.Context, r *pb.AuthUserGetRequest) (*pb.AuthUserGetResponse, error) {
+	return authRead(a, ctx, func(s AuthReads) (*pb.AuthUserGetResponse, error) { return s.UserGet(r.Name) },
+		(*pb.AuthUserGetResponse).GetHeader)
+}
+
+func (a *authServer) UserList(ctx context.Context, _ *pb.AuthUserListRequest) (*pb.AuthUserListResponse, error) {
+	return authRead(a, ctx, func(s AuthReads) (*pb.AuthUserListResponse, error) { return s.UserList(), nil },
+		(*pb.AuthUserListResponse).GetHeader)
+}
+
+func (a *authServer) RoleGet(ctx context.Context, r *pb.AuthRoleGetRequest) (*pb.AuthRoleGetResponse, error) {
+	return authRead(a, ctx, func(s AuthReads) (*pb.AuthRoleGetResponse, error) { return s.RoleGet(r.Role) },
+		(*pb.AuthRoleGetResponse).GetHeader)
+}
+
+func (a *authServer) RoleList(ctx context.Context, _ *pb.AuthRoleListRequest) (*pb.AuthRoleListResponse, error) {
+	return authRead(a, ctx, func(s AuthReads) (*pb.AuthRoleListResponse, error) { return s.RoleList(), nil },
+		(*pb.AuthRoleListResponse).GetHeader)
 }

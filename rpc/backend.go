@@ -49,6 +49,22 @@ type Writes interface {
 	// LeaseRenew is one keepalive: it restarts the lease's TTL and returns it.
 	LeaseRenew(ctx context.Context, id int64) (int64, error)
 	LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
+	// AuthWrite replicates one auth write (r holds one of the user and
+	// role changes and nothing else) and returns its header. A Backend
+	// takes it as the client sent it and hashes its password before it
+	// leaves the member; a PeerBackend takes it hashed (see
+	// fsm.ValidateAuth).
+	AuthWrite(ctx context.Context, r *pb.InternalRaftRequest) (*pb.ResponseHeader, error)
+}
+
+// AuthReads are the auth store's reads, answered from a member's own
+// store (fsm.Store implements them); the caller waits for the read
+// barrier first. Responses carry an empty header.
+type AuthReads interface {
+	UserGet(name string) (*pb.AuthUserGetResponse, error)
+	UserList() *pb.AuthUserListResponse
+	RoleGet(name string) (*pb.AuthRoleGetResponse, error)
+	RoleList() *pb.AuthRoleListResponse
 }
 
 // Backend is what the services need from a member. Implementations are
@@ -58,6 +74,8 @@ type Backend interface {
 	Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
 	Writes
 	LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, error)
+	// AuthStore is this member's auth store, for reads after ReadBarrier.
+	AuthStore() AuthReads
 
 	// ReadBarrier returns once this member has applied every write
 	// committed before the call (a linearizable read's wait).

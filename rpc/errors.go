@@ -18,6 +18,15 @@ var errGRPCUnavailable = status.Error(codes.Unavailable, "etcdserver: storage is
 // errGRPCKeyTooLong refuses keys the system of record cannot store.
 var errGRPCKeyTooLong = status.Error(codes.InvalidArgument, "etcdserver: key is too long")
 
+// The auth store's own limits (etcd has none): names the system of
+// record keys on, passwords bcrypt takes whole, and entries a member
+// proposes with a plain password (none of ours does).
+var (
+	errGRPCAuthNameTooLong = status.Error(codes.InvalidArgument, "etcdserver: user or role name is too long")
+	errGRPCPasswordTooLong = status.Error(codes.InvalidArgument, "etcdserver: password is too long (bcrypt takes at most 72 bytes)")
+	errGRPCBadAuthEntry    = status.Error(codes.InvalidArgument, "etcdserver: invalid auth write")
+)
+
 var grpcErrors = []struct {
 	err  error
 	grpc error
@@ -35,6 +44,19 @@ var grpcErrors = []struct {
 	{fsm.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
 	{fsm.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
 	{fsm.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+	{fsm.ErrUserEmpty, rpctypes.ErrGRPCUserEmpty},
+	{fsm.ErrUserAlreadyExist, rpctypes.ErrGRPCUserAlreadyExist},
+	{fsm.ErrUserNotFound, rpctypes.ErrGRPCUserNotFound},
+	{fsm.ErrRoleEmpty, rpctypes.ErrGRPCRoleEmpty},
+	{fsm.ErrRoleAlreadyExist, rpctypes.ErrGRPCRoleAlreadyExist},
+	{fsm.ErrRoleNotFound, rpctypes.ErrGRPCRoleNotFound},
+	{fsm.ErrRoleNotGranted, rpctypes.ErrGRPCRoleNotGranted},
+	{fsm.ErrPermissionNotGiven, rpctypes.ErrGRPCPermissionNotGiven},
+	{fsm.ErrPermissionNotGranted, rpctypes.ErrGRPCPermissionNotGranted},
+	{fsm.ErrAuthNameTooLong, errGRPCAuthNameTooLong},
+	{fsm.ErrPasswordTooLong, errGRPCPasswordTooLong},
+	{fsm.ErrBadPasswordEntry, errGRPCBadAuthEntry},
+	{fsm.ErrNotAuthWrite, errGRPCBadAuthEntry},
 	{ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{ErrNotLeader, rpctypes.ErrGRPCNotLeader},
 	{ErrTimeout, rpctypes.ErrGRPCTimeout},

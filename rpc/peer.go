@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -86,6 +87,12 @@ var peerServiceDesc = grpc.ServiceDesc{
 			return &pb.LeaseKeepAliveResponse{ID: r.ID, TTL: ttl}, nil
 		}),
 		unaryMethod("LeaseTimeToLive", PeerBackend.LeaseTimeToLive),
+		unaryMethod("AuthWrite", func(b PeerBackend, ctx context.Context, r *pb.InternalRaftRequest) (*pb.ResponseHeader, error) {
+			if err := fsm.ValidateAuth(r, peerLimits(b)); err != nil {
+				return nil, err
+			}
+			return b.AuthWrite(ctx, r)
+		}),
 		unaryMethod("ReadIndex", func(b PeerBackend, ctx context.Context, _ *pb.StatusRequest) (*pb.ResponseHeader, error) {
 			idx, err := b.ReadIndex(ctx)
 			if err != nil {
@@ -105,7 +112,7 @@ var peerServiceDesc = grpc.ServiceDesc{
 
 // PeerLimits is implemented by a PeerBackend whose writes are bounded. The
 // peer service validates every request it would propose (puts, deletes,
-// transactions, lease grants) with fsm's Validate functions and these
+// transactions, lease grants, auth writes) with fsm's Validate functions and these
 // limits, which must be the client port's, before it calls the backend: a
 // member cannot propose what a client could not. A backend without it is
 // validated with fsm.Limits{}.
@@ -188,6 +195,16 @@ func (c *PeerClient) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 
 func (c *PeerClient) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	return peerCall[pb.LeaseTimeToLiveResponse](ctx, c, "LeaseTimeToLive", r)
+}
+
+// AuthWrite forwards an auth write, its password hashed. A leader of a
+// release without the method answers etcd's "not capable".
+func (c *PeerClient) AuthWrite(ctx context.Context, r *pb.InternalRaftRequest) (*pb.ResponseHeader, error) {
+	h, err := peerCall[pb.ResponseHeader](ctx, c, "AuthWrite", r)
+	if status.Code(err) == codes.Unimplemented {
+		return nil, rpctypes.ErrGRPCNotCapable
+	}
+	return h, err
 }
 
 func (c *PeerClient) ReadIndex(ctx context.Context) (uint64, error) {

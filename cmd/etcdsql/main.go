@@ -91,6 +91,7 @@ type options struct {
 	keyFile                string
 	trustedCAFile          string
 	clientCertAuth         bool
+	bcryptCost             int
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -136,6 +137,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 		"with --cluster-key-file gossip is encrypted with a key derived from it instead")
 	fs.BoolVar(&o.trustedPeerNetwork, "trusted-peer-network", false,
 		"run a cluster without --cluster-key-file or --peer-* files: only members can reach the peer and gossip ports")
+	fs.IntVar(&o.bcryptCost, "bcrypt-cost", 10, "cost of the bcrypt hash of the passwords this member takes (etcd's --bcrypt-cost), from 4 to 31")
 	fs.IntVar(&o.maxVoters, "max-voters", 0, "voters the leader promotes members up to; the others stay non-voters "+
 		"(0: --bootstrap-expect, or 3 for a member started with only --join)")
 	return fs
@@ -292,6 +294,7 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	}
 	nc.BootstrapExpect = o.bootstrapExpect
 	nc.MaxVoters = o.maxVoters
+	nc.BcryptCost = o.bcryptCost
 	nc.DeadServerCleanup = o.deadServerCleanup
 	if nc.PeerTLS, err = peerTLS(o); err != nil {
 		return node.MemberConfig{}, err

@@ -1,0 +1,57 @@
+package node
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/etcdsql/etcdsql/fsm"
+	"github.com/etcdsql/etcdsql/rpc"
+)
+
+// The auth store's writes: a user or role change is hashed here, on the
+// member that took it from its client, so that no plain password is ever
+// forwarded or replicated, and then runs on the leader like any write.
+
+// AuthWrite hashes an auth write's password (with the configured bcrypt
+// cost) and replicates it through the leader.
+func (n *Node) AuthWrite(ctx context.Context, r *pb.InternalRaftRequest) (*pb.ResponseHeader, error) {
+	hashed, err := fsm.HashPassword(r, n.cfg.bcryptCost())
+	if err != nil {
+		return nil, err
+	}
+	return viaLeader(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.ResponseHeader, error) {
+		return b.AuthWrite(ctx, hashed)
+	})
+}
+
+// AuthStore is the local store's auth reads; callers wait for the read
+// barrier first.
+func (n *Node) AuthStore() rpc.AuthReads { return n.store }
+
+// AuthWrite proposes an auth write whose password is already hashed. It is
+// validated again here: the local door validated it before hashing, the
+// peer service after, and nothing else may be proposed this way.
+func (l leaderSide) AuthWrite(ctx context.Context, r *pb.InternalRaftRequest) (*pb.ResponseHeader, error) {
+	if err := fsm.ValidateAuth(r, l.Limits()); err != nil {
+		return nil, err
+	}
+	res, err := l.n.propose(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return &pb.ResponseHeader{Revision: l.n.store.Rev()}, nil
+}
+
+// bcryptCost is the cost passwords are hashed with: BcryptCost, or etcd's
+// default when it is 0.
+func (c Config) bcryptCost() int {
+	if c.BcryptCost == 0 {
+		return bcrypt.DefaultCost
+	}
+	return c.BcryptCost
+}
