@@ -19,8 +19,9 @@ const (
 
 // Cases returns the differential case table, in execution order. Every case
 // keys its data under its own prefix (Conn.Key), so the only state cases
-// share is the global revision counter, the compaction point, and the lease
-// table, which each lease case cleans up after itself.
+// share is the global revision counter, the compaction point, the lease
+// table and the users and roles, which each lease and auth case cleans up
+// after itself.
 func Cases() []Case {
 	var all []Case
 	for _, group := range [][]Case{
@@ -31,6 +32,7 @@ func Cases() []Case {
 		txnCases(),
 		compactCases(),
 		leaseCases(),
+		authCases(),
 		watchCases(),
 		errorCases(),
 		gatewayCases(),
