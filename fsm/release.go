@@ -26,7 +26,21 @@ var entryReleases = map[string]string{
 	"Compaction":  release.First,
 	"LeaseGrant":  release.First,
 	"LeaseRevoke": release.First,
+	// The auth store's writes; v0.1.0 does not apply them.
+	"AuthUserAdd":              releaseAuth,
+	"AuthUserDelete":           releaseAuth,
+	"AuthUserChangePassword":   releaseAuth,
+	"AuthUserGrantRole":        releaseAuth,
+	"AuthUserRevokeRole":       releaseAuth,
+	"AuthRoleAdd":              releaseAuth,
+	"AuthRoleDelete":           releaseAuth,
+	"AuthRoleGrantPermission":  releaseAuth,
+	"AuthRoleRevokePermission": releaseAuth,
 }
+
+// releaseAuth is the release that introduced the auth store: its entries,
+// and the snapshot version (3) a store with users or roles writes.
+const releaseAuth = "v0.2.0"
 
 // EntryRelease returns the release that introduced r's kind of entry, or
 // "" for a kind this release does not apply. The empty request (a new
@@ -60,7 +74,14 @@ func entryKind(r *pb.InternalRaftRequest) string {
 
 // DataRelease returns the oldest release that can read this store's state
 // (its snapshot and what applying it took): a member of an older release
-// must not join. Safe for concurrent use.
+// must not join. A store with users or roles needs the auth store's
+// release (its snapshots are version 3); without, v0.1.0 reads it. Safe
+// for concurrent use.
 func (s *Store) DataRelease() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.users) > 0 || len(s.roles) > 0 {
+		return releaseAuth
+	}
 	return release.First
 }

@@ -2,43 +2,14 @@ package fsm
 
 import (
 	"bytes"
-	"os"
 	"reflect"
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-)
 
-// TestSnapshotV010Fixture: a snapshot written by release v0.1.0
-// (testdata/snapshot-v0.1.0.bin) restores, and a store without users or
-// roles writes it back byte for byte, so v0.1.0 members restore ours.
-func TestSnapshotV010Fixture(t *testing.T) {
-	fixture, err := os.ReadFile("testdata/snapshot-v0.1.0.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newHarness(t).s
-	if err := s.Restore(bytes.NewReader(fixture)); err != nil {
-		t.Fatalf("Restore(v0.1.0 fixture): %v", err)
-	}
-	if rev, compact := s.Revs(); rev != 6 || compact != 3 {
-		t.Errorf("revisions %d, %d; want 6, 3", rev, compact)
-	}
-	if s.AppliedIndex() != 7 || s.KeyCount() != 2 {
-		t.Errorf("applied %d, %d keys; want 7, 2", s.AppliedIndex(), s.KeyCount())
-	}
-	if _, ok := s.Lease(7, false); !ok {
-		t.Error("lease 7 lost")
-	}
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(buf.Bytes(), fixture) {
-		t.Errorf("re-written snapshot differs from v0.1.0's (%d bytes, want %d)", buf.Len(), len(fixture))
-	}
-}
+	"github.com/etcdsql/etcdsql/internal/release"
+)
 
 func authHarness(t *testing.T) *harness {
 	h := newHarness(t)
@@ -131,5 +102,32 @@ func TestLoadAuth(t *testing.T) {
 	}
 	if !reflect.DeepEqual(s.Auth(), src.Auth()) {
 		t.Errorf("loaded auth %v, want %v", s.Auth(), src.Auth())
+	}
+}
+
+// The auth store's entries are v0.2.0's, and so is a store that holds a
+// user or a role (v0.1.0 cannot restore its snapshot); without one, the
+// store is v0.1.0's again.
+func TestAuthReleases(t *testing.T) {
+	for _, r := range []*pb.InternalRaftRequest{userAdd("a", "x"), roleAdd("r"), grantRole("a", "r"),
+		grantPerm("r", authpb.READ, "k", ""), revokePerm("r", "k", ""),
+		{AuthUserDelete: &pb.AuthUserDeleteRequest{}}, {AuthRoleDelete: &pb.AuthRoleDeleteRequest{}},
+		{AuthUserRevokeRole: &pb.AuthUserRevokeRoleRequest{}}, {AuthUserChangePassword: &pb.AuthUserChangePasswordRequest{}},
+	} {
+		if got := EntryRelease(r); got != "v0.2.0" {
+			t.Errorf("EntryRelease(%v) = %q, want v0.2.0", r, got)
+		}
+	}
+	h := newHarness(t)
+	if got := h.s.DataRelease(); got != release.First {
+		t.Errorf("empty store's data release %q", got)
+	}
+	h.authApply(roleAdd("r"))
+	if got := h.s.DataRelease(); got != "v0.2.0" {
+		t.Errorf("data release with a role %q, want v0.2.0", got)
+	}
+	h.apply(&pb.InternalRaftRequest{AuthRoleDelete: &pb.AuthRoleDeleteRequest{Role: "r"}})
+	if got := h.s.DataRelease(); got != release.First {
+		t.Errorf("data release once the role is gone %q", got)
 	}
 }
