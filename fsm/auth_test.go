@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -209,4 +210,44 @@ func wantRole(tb testing.TB, s *Store, name, perms string) {
 	if got != perms {
 		tb.Errorf("RoleGet(%s) = %q, want %q", name, got, perms)
 	}
+}
+
+// testHash is one bcrypt hash the command generator's user adds share
+// (hashing each would make the determinism tests slow).
+var testHash = sync.OnceValue(func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+})
+
+// auth generates an auth write over a few users and roles, valid or not.
+func (g *cmdGen) auth() *pb.InternalRaftRequest {
+	user := fmt.Sprintf("u%d", g.r.IntN(4))
+	role := fmt.Sprintf("r%d", g.r.IntN(4))
+	if g.r.IntN(8) == 0 {
+		role = "root"
+	}
+	key, end := g.keyRange()
+	switch g.r.IntN(9) {
+	case 0:
+		return &pb.InternalRaftRequest{AuthUserAdd: &pb.AuthUserAddRequest{Name: user, HashedPassword: testHash()}}
+	case 1:
+		return &pb.InternalRaftRequest{AuthUserDelete: &pb.AuthUserDeleteRequest{Name: user}}
+	case 2:
+		return &pb.InternalRaftRequest{AuthUserChangePassword: &pb.AuthUserChangePasswordRequest{Name: user, HashedPassword: testHash()}}
+	case 3:
+		return grantRole(user, role)
+	case 4:
+		return &pb.InternalRaftRequest{AuthUserRevokeRole: &pb.AuthUserRevokeRoleRequest{Name: user, Role: role}}
+	case 5:
+		return roleAdd(role)
+	case 6:
+		return &pb.InternalRaftRequest{AuthRoleDelete: &pb.AuthRoleDeleteRequest{Role: role}}
+	case 7:
+		return &pb.InternalRaftRequest{AuthRoleGrantPermission: &pb.AuthRoleGrantPermissionRequest{Name: role,
+			Perm: &authpb.Permission{PermType: authpb.Permission_Type(g.r.IntN(3)), Key: key, RangeEnd: end}}}
+	}
+	return &pb.InternalRaftRequest{AuthRoleRevokePermission: &pb.AuthRoleRevokePermissionRequest{Role: role, Key: key, RangeEnd: end}}
 }

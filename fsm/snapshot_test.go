@@ -159,6 +159,8 @@ func (g *cmdGen) next() *pb.InternalRaftRequest {
 			target = compactRev
 		}
 		return &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: target}}
+	case k < 97:
+		return g.auth()
 	}
 	return &pb.InternalRaftRequest{Put: g.put()}
 }
@@ -172,7 +174,7 @@ func resultStr(r *Result) string {
 		}
 		b.WriteString("|")
 	}
-	fmt.Fprintf(&b, "err=%v", r.Err)
+	fmt.Fprintf(&b, "auth=%v|err=%v", r.Auth, r.Err)
 	return b.String()
 }
 
@@ -261,8 +263,8 @@ func TestDeterminismAndSnapshotRestore(t *testing.T) {
 		}
 	}
 	rev, compactRev := a.s.Revs()
-	if compactRev == 0 || rev < 2000 || errs == 0 || len(a.s.Leases()) == 0 {
-		t.Fatalf("log too tame: rev %d compact %d errors %d leases %d", rev, compactRev, errs, len(a.s.Leases()))
+	if compactRev == 0 || rev < 2000 || errs == 0 || len(a.s.Leases()) == 0 || a.s.Auth().Empty() {
+		t.Fatalf("log too tame: rev %d compact %d errors %d leases %d auth %v", rev, compactRev, errs, len(a.s.Leases()), a.s.Auth())
 	}
 	t.Logf("after 5000 commands: rev %d, compact %d, %d keys, %d leases, %d failed commands", rev, compactRev, a.s.KeyCount(), len(a.s.Leases()), errs)
 	if a.s.AppliedIndex() != 5000 || b.s.AppliedIndex() != 5000 {
