@@ -15,8 +15,14 @@ import (
 // forwarded or replicated, and then runs on the leader like any write.
 
 // AuthWrite hashes an auth write's password (with the configured bcrypt
-// cost) and replicates it through the leader.
+// cost) and replicates it through the leader, once the cluster version
+// allows it.
 func (n *Node) AuthWrite(ctx context.Context, r *pb.InternalRaftRequest) (*pb.ResponseHeader, error) {
+	// Refused here, before hashing or forwarding, while a member of an
+	// older release remains (the leader checks again as it proposes).
+	if err := n.capable(r); err != nil {
+		return nil, err
+	}
 	hashed, err := fsm.HashPassword(r, n.cfg.bcryptCost())
 	if err != nil {
 		return nil, err
