@@ -97,8 +97,12 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 		return nil, err
 	}
 	m := &Member{Node: n, Server: srv, ClientAddr: addrs[0], ClientAddrs: addrs, listeners: ls, served: make(chan error, len(ls))}
-	for _, l := range ls {
-		go func() { m.served <- srv.Serve(l) }()
+	for i, l := range ls {
+		if strings.HasPrefix(cfg.ListenClientURLs[i], "https://") {
+			go func() { m.served <- srv.ServeTLS(l, cfg.ClientTLS) }()
+		} else {
+			go func() { m.served <- srv.Serve(l) }()
+		}
 	}
 	if err := n.startupCheck(); err != nil {
 		m.Close()
@@ -107,7 +111,8 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	return m, nil
 }
 
-// listenClients binds every client URL, with TLS for https ones.
+// listenClients binds every client URL; https ones need tlsCfg (the
+// server serves TLS on them).
 func listenClients(urls []string, tlsCfg *tls.Config) ([]net.Listener, error) {
 	if len(urls) == 0 {
 		return nil, errors.New("node: no client URL to listen on")
@@ -131,9 +136,6 @@ func listenClients(urls []string, tlsCfg *tls.Config) ([]net.Listener, error) {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fail(fmt.Errorf("node: listen on client address: %w", err))
-		}
-		if secure {
-			l = tls.NewListener(l, tlsCfg)
 		}
 		ls = append(ls, l)
 	}

@@ -2,12 +2,14 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,7 +86,8 @@ type Server struct {
 }
 
 // port is one client listener being served: its mux splits gRPC from
-// HTTP, and its tracker remembers its connections.
+// HTTP (nil on a TLS port, whose HTTP server does), and its tracker
+// remembers its connections.
 type port struct {
 	http *http.Server
 	mux  cmux.CMux
@@ -135,51 +138,89 @@ func (s *Server) fill(h *pb.ResponseHeader) {
 }
 
 // Serve serves l until Close. gRPC (HTTP/2 with content-type
-// application/grpc) and HTTP (etcd's JSON gateway, /health, /version,
-// /metrics; HTTP/1.1 or HTTP/2) share the port. l may be a TLS listener
-// (see ClientTLS), and Serve may be called for several listeners at once.
+// application/grpc) and HTTP/1.1 (etcd's JSON gateway, /health, /version,
+// /metrics) share the port. Serve and ServeTLS may be called for several
+// listeners at once.
 func (s *Server) Serve(l net.Listener) error {
 	tl := newConnTracker(l)
 	m := cmux.New(tl)
 	// "application/grpc" and its "+proto" (or other codec) forms.
 	grpcL := m.MatchWithWriters(cmux.HTTP2MatchHeaderFieldPrefixSendSettings("content-type", "application/grpc"))
 	httpL := m.Match(cmux.Any())
+	hs, err := s.addPort(tl, m, nil)
+	if hs == nil {
+		return err
+	}
+	errc := make(chan error, 3)
+	go func() { errc <- s.grpc.Serve(grpcL) }()
+	go func() { errc <- hs.Serve(httpL) }()
+	go func() { errc <- m.Serve() }()
+	return serveResult(<-errc)
+}
 
+// ServeTLS serves l with TLS (cfg, see ClientTLS) until Close. One HTTP
+// server takes every connection: HTTP/2 requests with content-type
+// application/grpc go to gRPC, the rest (HTTP/1.1 or HTTP/2) to the
+// gateway, as etcd serves its TLS port. (A mux that peeks at a TLS
+// client's HTTP/2 headers would have to answer its SETTINGS first, which
+// breaks the HTTP/2 server that gets a connection it did not match.)
+func (s *Server) ServeTLS(l net.Listener, cfg *tls.Config) error {
+	tl := newConnTracker(l)
+	hs, err := s.addPort(tl, nil, cfg)
+	if hs == nil {
+		return err
+	}
+	return serveResult(hs.ServeTLS(tl, "", ""))
+}
+
+// addPort registers a listener's HTTP server; nil (and the error, if any)
+// when the server is closed or the gateway cannot be built.
+func (s *Server) addPort(tl *connTracker, m cmux.CMux, tlsCfg *tls.Config) (*http.Server, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		// Close came first and found nothing to stop: stop here, or
-		// the gateway's connection would be left open.
-		s.mu.Unlock()
+		// Close came first and found nothing to stop.
 		tl.Close()
-		return nil
+		return nil, nil
 	}
 	gw, err := s.gateway()
 	if err != nil {
-		s.mu.Unlock()
-		return err
+		tl.Close()
+		return nil, err
 	}
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	// The mux hands the HTTP server decrypted connections, so HTTP/2
-	// from a TLS client arrives as HTTP/2 without TLS.
-	protocols.SetUnencryptedHTTP2(true)
+	handler := gw.handler
+	if tlsCfg != nil {
+		handler = grpcOrHTTP(s.grpc, gw.handler)
+	}
 	hs := &http.Server{
-		Handler:           gw.handler,
-		Protocols:         protocols,
+		Handler:           handler,
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		// APISIX pools keep-alive connections for 60 s; close idle ones
 		// only well after that. No write timeout: watches stream forever.
 		IdleTimeout: 5 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// gRPC's own limit (MaxConcurrentStreams above) for its streams
+		// over this server.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: math.MaxInt32},
 	}
 	s.ports = append(s.ports, &port{http: hs, mux: m, l: tl})
-	s.mu.Unlock()
+	return hs, nil
+}
 
-	errc := make(chan error, 3)
-	go func() { errc <- s.grpc.Serve(grpcL) }()
-	go func() { errc <- hs.Serve(httpL) }()
-	go func() { errc <- m.Serve() }()
-	err = <-errc
+// grpcOrHTTP sends gRPC requests to g and the others to h.
+func grpcOrHTTP(g *grpc.Server, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			g.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// serveResult is a server's end: nil when Close ended it.
+func serveResult(err error) error {
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) || errors.Is(err, cmux.ErrListenerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -219,7 +260,9 @@ func (s *Server) Close() {
 		gw.close()
 	}
 	for _, p := range ports {
-		p.mux.Close()
+		if p.mux != nil {
+			p.mux.Close()
+		}
 		p.l.closeConns()
 	}
 }

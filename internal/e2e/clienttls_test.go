@@ -53,8 +53,15 @@ func TestClientTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	wch := c.Watch(ctx, "/apisix/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	if created := <-wch; !created.Created {
+		t.Fatalf("watch over TLS: %+v", created)
+	}
 	if _, err := c.Put(ctx, "/apisix/routes/1", "tls"); err != nil {
 		t.Fatalf("put over TLS: %v", err)
+	}
+	if ev := <-wch; len(ev.Events) != 1 || string(ev.Events[0].Kv.Value) != "tls" {
+		t.Fatalf("watch over TLS delivered %+v", ev)
 	}
 	pc, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + plain}, DialTimeout: 5 * time.Second})
 	if err != nil {
