@@ -1,12 +1,15 @@
 package node
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/etcdsql/etcdsql/rpc"
 	"github.com/etcdsql/etcdsql/sqlsink"
@@ -33,8 +36,10 @@ type Member struct {
 	ClientAddr  string
 	ClientAddrs []string
 
-	listeners []net.Listener
-	served    chan error
+	listeners       []net.Listener
+	served          chan error
+	shutdownTimeout time.Duration
+	drainOnce       sync.Once
 }
 
 // HostPort extracts host:port from an http(s) URL.
@@ -96,7 +101,11 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 		n.Close()
 		return nil, err
 	}
-	m := &Member{Node: n, Server: srv, ClientAddr: addrs[0], ClientAddrs: addrs, listeners: ls, served: make(chan error, len(ls))}
+	m := &Member{Node: n, Server: srv, ClientAddr: addrs[0], ClientAddrs: addrs, listeners: ls, served: make(chan error, len(ls)),
+		shutdownTimeout: cfg.RPC.ShutdownTimeout}
+	if m.shutdownTimeout <= 0 {
+		m.shutdownTimeout = rpc.DefaultConfig().ShutdownTimeout
+	}
 	for i, l := range ls {
 		if strings.HasPrefix(cfg.ListenClientURLs[i], "https://") {
 			go func() { m.served <- srv.ServeTLS(l, cfg.ClientTLS) }()
@@ -160,14 +169,51 @@ func advertised(urls, addrs []string) []string {
 // Done yields the client server's error if it stops on its own.
 func (m *Member) Done() <-chan error { return m.served }
 
-// Close hands leadership over, stops serving clients (watch streams end,
-// so clients resume elsewhere from their last revision), then stops the
-// node.
-func (m *Member) Close() error {
+// Drain takes the member out of service, within ctx: /health answers 503
+// at once (load balancers stop sending), leadership is handed over if this
+// member leads, then the client server shuts down: no new connections,
+// gRPC clients sent elsewhere, watch streams ended so that their clients
+// resume on another member from their last revision, unary calls in
+// flight finished (rpc.Server.Shutdown). The node keeps running (a member
+// that leaves the cluster still needs it); Close stops it. Only the first
+// call drains; later ones wait for it.
+func (m *Member) Drain(ctx context.Context) {
+	m.drainOnce.Do(func() { m.drain(ctx) })
+}
+
+func (m *Member) drain(ctx context.Context) {
+	m.Server.StartDrain()
+	log := m.Node.log.With("step", "drain")
 	voters, _ := m.Node.configCounts()
-	m.Node.lead.handOver(voters)
-	m.Server.Close()
+	handed := make(chan struct{})
+	go func() {
+		defer close(handed)
+		m.Node.lead.handOver(voters)
+	}()
+	select {
+	case <-handed:
+		// The new leader's first heartbeat tells every member at once:
+		// once this one knows it, watch clients that move (and want a
+		// leader) find one on the others too.
+		if voters > 1 {
+			if err := m.Node.WaitLeader(ctx); err != nil {
+				log.Warn("no leader known before the client port closes", "err", err)
+			}
+		}
+	case <-ctx.Done():
+		log.Warn("leadership hand-over did not finish before the drain's deadline")
+	}
+	m.Server.Shutdown(ctx)
 	m.closeListeners()
+	log.Info("client port closed")
+}
+
+// Close drains the member (bounded by the client server's shutdown
+// timeout, if it was not drained already), then stops the node.
+func (m *Member) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.shutdownTimeout)
+	m.Drain(ctx)
+	cancel()
 	return m.Node.Close()
 }
 

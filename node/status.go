@@ -37,6 +37,13 @@ func (n *Node) Healthy() error {
 	return nil
 }
 
+// WaitLeader waits until a leader is known: ErrNoLeader when ctx ends
+// first, ErrStopped once the node stops.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	_, err := n.lead.waitLeader(ctx)
+	return err
+}
+
 // startupCheck waits, for a member that becomes leader soon after start,
 // until its sink has checked the database, and returns what needs an
 // operator (database ahead of or behind this member's state, fenced).

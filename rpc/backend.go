@@ -91,6 +91,9 @@ type Backend interface {
 	Term() uint64
 	// Healthy reports why this member should not get traffic, or nil.
 	Healthy() error
+	// WaitLeader waits until this member knows a leader; an error when
+	// ctx ends first.
+	WaitLeader(ctx context.Context) error
 	// SinkHealthy reports why writes are refused (the database is down,
 	// or refuses an entry: ErrStorageRefused), or nil. Reads and watches
 	// are served either way.

@@ -36,9 +36,9 @@ const (
 )
 
 // gateway is the HTTP side of the client port, shared by every listener:
-// etcd's generated gateway, calling this server's gRPC services over an
-// in-memory connection (so it needs no address, no TLS and no port of
-// its own), and /version, /health and /metrics.
+// etcd's generated gateway, calling the gateway's own gRPC server (see
+// Server.gwGRPC) over an in-memory connection (so it needs no address, no
+// TLS and no port of its own), and /version, /health and /metrics.
 type gateway struct {
 	handler http.Handler
 	conn    *grpc.ClientConn
@@ -52,7 +52,7 @@ func (s *Server) gateway() (*gateway, error) {
 		return s.gw, nil
 	}
 	inproc := bufconn.Listen(1 << 20)
-	go s.grpc.Serve(inproc) // ends with the server's GracefulStop or Stop
+	go s.gwGRPC.Serve(inproc) // ends with its GracefulStop or Stop
 	ctx, cancel := context.WithCancel(context.Background())
 	handler, conn, err := s.httpHandler(ctx, func(ctx context.Context, _ string) (net.Conn, error) { return inproc.DialContext(ctx) })
 	if err != nil {
@@ -216,10 +216,17 @@ func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"etcdserver": ServerVersion, "etcdcluster": ClusterVersion})
 }
 
+// reasonDraining is /health's reason while the member stops.
+const reasonDraining = "draining: the member is stopping"
+
 // serveHealth answers 200 when this member can serve a linearizable read
 // (or, with ?serializable=true, when it knows a leader), 503 otherwise, so
 // load balancers drain members that cannot serve.
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": reasonDraining})
+		return
+	}
 	err := s.b.Healthy()
 	if err == nil && r.URL.Query().Get("serializable") != "true" {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)

@@ -12,7 +12,8 @@ import (
 
 type leaseServer struct {
 	pb.UnimplementedLeaseServer
-	s *Server
+	s       *Server
+	gateway bool // the HTTP gateway's server: see LeaseKeepAlive
 }
 
 func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
@@ -60,16 +61,27 @@ func (l *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 
 // LeaseKeepAlive answers each keepalive with the lease's TTL, or with no
 // TTL for a lease that does not exist, and ends when the client stops
-// sending (so a gateway client gets one reply and the end of the body).
+// sending (so a gateway client gets one reply and the end of the body). A
+// draining member ends a gRPC client's stream with "server stopped", which
+// clientv3 reopens on another endpoint; a gateway client's ends by itself.
 func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
+	var stop <-chan struct{}
+	if !l.gateway {
+		stop = l.s.stopStreams
+	}
+	reqs, recvErr := receive(ctx, stream.Recv)
 	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
+		var req *pb.LeaseKeepAliveRequest
+		select {
+		case <-stop:
+			return streamEnd(false)
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
 			return err
+		case req = <-reqs:
 		}
 		ttl, err := l.s.b.LeaseRenew(ctx, req.ID)
 		if errors.Is(err, fsm.ErrLeaseNotFound) {
@@ -84,4 +96,26 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 			return err
 		}
 	}
+}
+
+// receive runs recv in a goroutine, handing each message on until recv
+// fails, then its error; the goroutine ends with the stream (ctx).
+func receive[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-chan error) {
+	out := make(chan T)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			m, err := recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case out <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, errc
 }

@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +34,8 @@ type Config struct {
 	// before watch streams that require one (etcd's require-leader
 	// metadata) end with "no leader"; etcd uses three election timeouts.
 	LeaderLossTimeout time.Duration
-	// ShutdownTimeout bounds how long Close waits for unary calls.
+	// ShutdownTimeout bounds how long Close waits for unary calls (and,
+	// for node.Member's Close, the leadership hand-over before them).
 	ShutdownTimeout time.Duration
 	// MaxKeyBytes bounds the keys a put may write (0: no bound beyond the
 	// request size); the SQL system of record cannot index longer ones.
@@ -77,7 +78,18 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	grpc *grpc.Server
+	// grpc serves clients on the ports; gwGRPC serves the HTTP gateway
+	// alone, in memory, so that a draining member tells gRPC clients to
+	// go elsewhere (GOAWAY) while the gateway still finishes the HTTP
+	// requests in flight.
+	grpc   *grpc.Server
+	gwGRPC *grpc.Server
+	health *health.Server
+
+	draining    atomic.Bool   // /health answers 503
+	stopStreams chan struct{} // closed when long-lived streams must end
+	shutOnce    sync.Once
+	shutDone    chan struct{} // closed when Shutdown has finished
 
 	mu     sync.Mutex
 	closed bool // Close was called; Serve must not start
@@ -103,9 +115,20 @@ func NewServer(b Backend, cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, b: b, log: log.With("component", "rpc"), metrics: newMetrics(cfg.Registry)}
-	s.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverheadBytes),
+	s := &Server{cfg: cfg, b: b, log: log.With("component", "rpc"), metrics: newMetrics(cfg.Registry),
+		health: health.NewServer(), stopStreams: make(chan struct{}), shutDone: make(chan struct{})}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.grpc = s.newGRPC(false)
+	s.gwGRPC = s.newGRPC(true)
+	return s, nil
+}
+
+// newGRPC builds a gRPC server with every service; gateway marks the
+// gateway's own, whose streams end cleanly on drain (the HTTP client sees
+// the end of the body, not an error).
+func (s *Server) newGRPC(gateway bool) *grpc.Server {
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		// etcd's keepalive enforcement: clients pinging more often than
@@ -115,16 +138,14 @@ func NewServer(b Backend, cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
 		grpc.ForceServerCodecV2(newCodec()),
 	)
-	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
-	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
-	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})
-	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
-	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
-	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(s.grpc, hs)
-	return s, nil
+	pb.RegisterKVServer(g, &kvServer{s: s})
+	pb.RegisterWatchServer(g, &watchServer{s: s, gateway: gateway})
+	pb.RegisterLeaseServer(g, &leaseServer{s: s, gateway: gateway})
+	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
+	pb.RegisterClusterServer(g, &clusterServer{s: s})
+	pb.RegisterAuthServer(g, &authServer{s: s})
+	healthpb.RegisterHealthServer(g, s.health)
+	return g
 }
 
 // fill completes a response header as etcd's server does.
@@ -225,46 +246,6 @@ func serveResult(err error) error {
 		return nil
 	}
 	return fmt.Errorf("rpc: serve: %w", err)
-}
-
-// Close stops serving: unary calls get ShutdownTimeout to finish, watch
-// streams are closed so their clients resume elsewhere. It stops
-// accepting first, and closes at the end every connection still open, so
-// that no client keeps a connection nothing serves. A Serve that has not
-// started serving yet returns at once.
-func (s *Server) Close() {
-	s.mu.Lock()
-	s.closed = true
-	ports, gw := s.ports, s.gw
-	s.mu.Unlock()
-	for _, p := range ports {
-		p.l.Close()
-	}
-	ctx, done := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	var wg sync.WaitGroup
-	for _, p := range ports {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.http.Shutdown(ctx); p.http.Close() }()
-	}
-	wg.Wait()
-	done()
-	stopped := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(s.cfg.ShutdownTimeout):
-		s.grpc.Stop()
-		<-stopped
-	}
-	if gw != nil {
-		gw.close()
-	}
-	for _, p := range ports {
-		if p.mux != nil {
-			p.mux.Close()
-		}
-		p.l.closeConns()
-	}
 }
 
 // connTracker is the client listener as the port's mux sees it: it

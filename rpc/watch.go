@@ -16,7 +16,8 @@ import (
 
 type watchServer struct {
 	pb.UnimplementedWatchServer
-	s *Server
+	s       *Server
+	gateway bool // the HTTP gateway's server: see streamEnd
 }
 
 // watchOpts are the per-watcher options the stream, not the store, acts on.
@@ -32,11 +33,17 @@ type watchOpts struct {
 // goroutine, which alone owns the stream's watchers and sends every reply,
 // so replies for one watcher keep their order. The stream lives until the
 // client goes away: a client that half-closes (as every HTTP gateway
-// client does after its one request) keeps receiving events.
+// client does after its one request) keeps receiving events. A draining
+// member ends it (see streamEnd), and refuses new ones the same way.
 func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	ctx := stream.Context()
+	select {
+	case <-w.s.stopStreams:
+		return streamEnd(w.gateway)
+	default:
+	}
 	requireLeader := requiresLeader(ctx)
-	if requireLeader && w.s.b.Healthy() != nil {
+	if requireLeader && !w.leaderKnown(ctx) {
 		return rpctypes.ErrGRPCNoLeader
 	}
 	ws := w.s.b.NewWatchStream()
@@ -113,11 +120,27 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			return nil
 		case <-ctx.Done():
 			return nil
+		case <-w.s.stopStreams:
+			return streamEnd(w.gateway)
 		}
 		if _, err := st.flush(); err != nil {
 			return err
 		}
 	}
+}
+
+// leaderKnown reports whether this member knows a leader. A member in the
+// middle of an election (as when a leader hands over before it stops, and
+// its watch clients move here) learns the new leader within an election
+// timeout: it waits that long (a third of LeaderLossTimeout) before saying
+// no, which a clientv3 watch that requires a leader takes as final.
+func (w *watchServer) leaderKnown(ctx context.Context) bool {
+	if w.s.b.Healthy() == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.LeaderLossTimeout/3)
+	defer cancel()
+	return w.s.b.WaitLeader(ctx) == nil
 }
 
 type watchStream struct {
