@@ -80,6 +80,7 @@ type options struct {
 	role                   string
 	deadServerCleanup      time.Duration
 	leaveOnTerminate       bool
+	drainTimeout           time.Duration
 	peerCertFile           string
 	peerKeyFile            string
 	peerTrustedCAFile      string
@@ -128,6 +129,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.keyFile, "key-file", "", "key of --cert-file")
 	fs.StringVar(&o.trustedCAFile, "trusted-ca-file", "", "CA bundle client certificates are checked against")
 	fs.BoolVar(&o.clientCertAuth, "client-cert-auth", false, "https:// clients must present a certificate signed by --trusted-ca-file")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, the longest the member takes to drain (hand leadership over, "+
+		"move clients and watches to other members, finish calls in flight) and stop; past it, or on a second signal, it exits at once")
 	fs.StringVar(&o.peerCertFile, "peer-cert-file", "", "certificate of the peer port (raft and internal service); with the next two, mTLS between members")
 	fs.StringVar(&o.peerKeyFile, "peer-key-file", "", "key of --peer-cert-file")
 	fs.StringVar(&o.peerTrustedCAFile, "peer-trusted-ca-file", "", "CA bundle members' certificates are checked against")
@@ -292,6 +295,9 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 	default:
 		return node.MemberConfig{}, fmt.Errorf("--role: want voter or nonvoter, got %q", o.role)
 	}
+	if o.drainTimeout <= 0 {
+		return node.MemberConfig{}, fmt.Errorf("--drain-timeout: want a positive duration, got %s", o.drainTimeout)
+	}
 	nc.BootstrapExpect = o.bootstrapExpect
 	nc.MaxVoters = o.maxVoters
 	nc.BcryptCost = o.bcryptCost
@@ -382,7 +388,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		"listen_peer_urls", o.listenPeerURLs, "election_timeout_ms", o.electionTimeoutMs,
 		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount,
 		"database", database, "sink_ack", o.sinkAck, "gossip_addr", o.gossipAddr, "join", o.join,
-		"bootstrap_expect", o.bootstrapExpect, "role", o.role, "member_auth", memberAuth(mc.Node))
+		"bootstrap_expect", o.bootstrapExpect, "role", o.role, "drain_timeout", o.drainTimeout, "member_auth", memberAuth(mc.Node))
 	// A member forming a cluster waits for the others before it serves;
 	// a signal meanwhile stops it.
 	started := make(chan error, 1)
@@ -403,12 +409,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("serving clients", "address", m.ClientAddr)
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
-		if o.leaveOnTerminate {
-			if err := m.Node.Leave(10 * time.Second); err != nil {
-				log.Warn("leaving the cluster", "err", err)
-			}
-		}
+		return stopMember(m, o.drainTimeout, o.leaveOnTerminate, log)
 	case err := <-m.Done():
 		log.Error("client server stopped", "err", err)
 	}
