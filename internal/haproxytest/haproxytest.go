@@ -1,6 +1,7 @@
 // Package haproxytest runs a real HAProxy (the Debian package) in front of
-// etcdsql members for tests: round-robin over the members' client ports,
-// with health checks on /health as the deployment guide configures it.
+// etcdsql members for tests, with the deployment guide's configuration
+// (deploy/haproxy/haproxy.cfg): round-robin over the members' client
+// ports, health checks on /health, retries on another member.
 package haproxytest
 
 import (
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,41 +20,67 @@ import (
 	"github.com/etcdsql/etcdsql/internal/freeport"
 )
 
-// Config is HAProxy's configuration for a member list, in HTTP mode: every
-// request (each APISIX call, each watch) is balanced on its own, members
-// that fail /health are drained, and watch streams may stay quiet for
-// longer than APISIX's 50 s watch timeout.
-func Config(listen string, backends []string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `global
-    maxconn 4096
+// DeployConfig is the path of the HAProxy configuration the deployment
+// guide ships (deploy/haproxy/haproxy.cfg).
+func DeployConfig() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "deploy", "haproxy", "haproxy.cfg")
+}
 
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 90s
-    timeout server 90s
-    timeout http-keep-alive 60s
-    option redispatch
-    retries 2
-    # Watch events are small writes on a long response: forward each at
-    # once (without it the kernel may hold one up to 200 ms, MSG_MORE).
-    option http-no-delay
-
-frontend etcd
-    bind %s
-    default_backend etcdsql
-
-backend etcdsql
-    balance roundrobin
-    option httpchk GET /health
-    http-check expect status 200
-    default-server inter 500ms fall 2 rise 2
-`, listen)
-	for i, be := range backends {
-		fmt.Fprintf(&b, "    server m%d %s check\n", i+1, strings.TrimPrefix(be, "http://"))
+// Config is the deployment's HAProxy configuration (DeployConfig) with
+// its frontend bound to listen and its backend's servers replaced by the
+// given members, each with the options of the deployment's first server
+// line, and its maxconn lowered to what this process's file descriptor
+// limit allows: every other setting (mode, timeouts, retries, health
+// checks) is the deployment's own, so tests exercise what operators run.
+func Config(listen string, backends []string) (string, error) {
+	b, err := os.ReadFile(DeployConfig())
+	if err != nil {
+		return "", fmt.Errorf("haproxytest: %w", err)
 	}
-	return b.String()
+	var out strings.Builder
+	binds, servers := 0, 0
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) >= 2 && fields[0] == "bind":
+			binds++
+			fmt.Fprintf(&out, "    bind %s\n", listen)
+			continue
+		case len(fields) == 2 && fields[0] == "maxconn":
+			if n, err := strconv.Atoi(fields[1]); err == nil && n > fdMaxconn() {
+				// HAProxy needs two descriptors a connection and refuses
+				// to start when the process may not open them all.
+				fmt.Fprintf(&out, "    maxconn %d\n", fdMaxconn())
+				continue
+			}
+		case len(fields) >= 3 && fields[0] == "server":
+			servers++
+			if servers > 1 {
+				continue
+			}
+			opts := strings.Join(fields[3:], " ")
+			for i, be := range backends {
+				fmt.Fprintf(&out, "    server m%d %s %s\n", i+1, strings.TrimPrefix(be, "http://"), opts)
+			}
+			continue
+		}
+		out.WriteString(line + "\n")
+	}
+	if binds != 1 || servers == 0 {
+		return "", fmt.Errorf("haproxytest: %s: want one bind line and server lines, found %d and %d", DeployConfig(), binds, servers)
+	}
+	return out.String(), nil
+}
+
+// fdMaxconn is the most connections HAProxy can take under this process's
+// file descriptor limit (two descriptors each, and some to spare).
+func fdMaxconn() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Max > 1<<30 {
+		return 1 << 20
+	}
+	return int(rl.Max/2) - 100
 }
 
 // Start runs HAProxy in front of the given client URLs and returns its URL.
@@ -70,7 +98,11 @@ func Start(t testing.TB, backends []string) string {
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(Config(addr, backends)), 0o600); err != nil {
+	text, err := Config(addr, backends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "haproxy.log"))

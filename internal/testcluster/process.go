@@ -119,6 +119,26 @@ func (ps *Procs) Kill(i int) {
 	p.log.Close()
 }
 
+// Terminate sends SIGTERM to member i (a graceful stop: it drains) and
+// returns a function that waits for the process to exit and returns how
+// it exited (nil for status 0).
+func (ps *Procs) Terminate(i int) (wait func() error) {
+	p := ps.Procs[i]
+	cmd := p.cmd
+	if cmd == nil {
+		ps.t.Fatalf("terminate %s: not running", p.Name)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		ps.t.Fatalf("terminate %s: %v", p.Name, err)
+	}
+	return func() error {
+		err := cmd.Wait()
+		p.cmd = nil
+		p.log.Close()
+		return err
+	}
+}
+
 // Restart starts a killed member i again and waits until it serves.
 func (ps *Procs) Restart(i int) {
 	ps.start(i)
