@@ -341,6 +341,8 @@ func (i *Int64) UnmarshalJSON(b []byte) error {
 type Header struct {
 	Revision *Int64 `json:"revision"`
 	RaftTerm *Int64 `json:"raft_term"`
+	// MemberID is the answering member's ID (a uint64, as a string).
+	MemberID string `json:"member_id"`
 }
 
 // Rev returns the header revision, or 0 when absent.

@@ -267,6 +267,11 @@ type DataPlaneConfig struct {
 	// the message's header revision and its events. Checkers of the event
 	// stream use it.
 	OnEvents func(watch int, start, rev int64, events []Event)
+	// OnCreated, if set, is called when a watch is created (its created
+	// message) with the answering member's ID and the watch's
+	// start_revision. Tests see with it which member a gateway watches on,
+	// and from where.
+	OnCreated func(memberID string, startRevision int64)
 }
 
 // DataPlane is the configuration sync of one APISIX worker (3.18).
@@ -275,6 +280,7 @@ type DataPlane struct {
 	watchTimeout time.Duration
 	onApply      func(rev int64)
 	onEvents     func(watch int, start, rev int64, events []Event)
+	onCreated    func(memberID string, startRevision int64)
 	ctx          context.Context
 	cancel       context.CancelFunc
 	done         chan struct{}
@@ -303,8 +309,9 @@ func StartDataPlane(ctx context.Context, cfg DataPlaneConfig) (*DataPlane, error
 		return nil, err
 	}
 	d := &DataPlane{
-		c: cfg.Client, watchTimeout: cfg.WatchTimeout, onApply: cfg.OnApply, onEvents: cfg.OnEvents, done: make(chan struct{}),
-		res: res, watchRev: rev + 1, maxRev: rev,
+		c: cfg.Client, watchTimeout: cfg.WatchTimeout, onApply: cfg.OnApply, onEvents: cfg.OnEvents, onCreated: cfg.OnCreated,
+		done: make(chan struct{}),
+		res:  res, watchRev: rev + 1, maxRev: rev,
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	go d.run()
@@ -568,6 +575,9 @@ func (d *DataPlane) handle(b []byte, watch int, start int64, first bool) error {
 		// watch starts (a member behind the client).
 		if r.Header != nil && r.Header.Revision != nil && start > 0 && int64(*r.Header.Revision) < start-1 {
 			d.anomaly("created header.revision %d below start_revision %d - 1", int64(*r.Header.Revision), start)
+		}
+		if d.onCreated != nil && r.Header != nil {
+			d.onCreated(r.Header.MemberID, start)
 		}
 		return nil
 	}
