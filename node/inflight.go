@@ -13,7 +13,7 @@ type inflight struct {
 	mu     sync.Mutex
 	n      int
 	closed bool
-	idle   chan struct{} // closed when n is 0 after close
+	idle   chan struct{} // closed when n drops to 0, for those waiting
 }
 
 // begin counts a request in; false once closing (the request must not
@@ -33,7 +33,7 @@ func (f *inflight) end() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n--
-	if f.closed && f.n == 0 && f.idle != nil {
+	if f.n == 0 && f.idle != nil {
 		close(f.idle)
 		f.idle = nil
 	}
@@ -44,15 +44,26 @@ func (f *inflight) end() {
 func (f *inflight) closeAndWait(timeout time.Duration) {
 	f.mu.Lock()
 	f.closed = true
+	f.mu.Unlock()
+	f.waitIdle(timeout)
+}
+
+// waitIdle waits, at most timeout, until no request is in flight.
+func (f *inflight) waitIdle(timeout time.Duration) {
+	f.mu.Lock()
 	if f.n == 0 {
 		f.mu.Unlock()
 		return
 	}
-	idle := make(chan struct{})
-	f.idle = idle
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	idle := f.idle
 	f.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case <-idle:
-	case <-time.After(timeout):
+	case <-t.C:
 	}
 }

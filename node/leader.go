@@ -197,13 +197,21 @@ func (l *leadership) waitLeader(ctx context.Context) (string, error) {
 
 // handOver transfers leadership before this member stops, so that the
 // cluster has a leader again within a round trip instead of an election
-// timeout.
-func (l *leadership) handOver(voters int) {
+// timeout. It first stops taking new requests as leader (they wait for the
+// next leader, as during raft's own transfer) and lets those in flight
+// commit, at most idleWait: a proposal still uncommitted when leadership
+// moves would be answered "leader changed", its outcome unknown.
+func (l *leadership) handOver(voters int, idleWait func(time.Duration)) {
 	if !l.leads() || voters < 2 {
 		return
 	}
+	l.setReady(false)
+	idleWait(l.timeout)
 	if err := l.raft.LeadershipTransfer().Error(); err != nil {
 		l.log.Warn("leadership transfer before stopping failed", "err", err)
+		if l.leads() {
+			l.setReady(true)
+		}
 		return
 	}
 	l.log.Info("handed leadership over before stopping")

@@ -188,7 +188,7 @@ func (m *Member) drain(ctx context.Context) {
 	handed := make(chan struct{})
 	go func() {
 		defer close(handed)
-		m.Node.lead.handOver(voters)
+		m.Node.lead.handOver(voters, m.Node.requests.waitIdle)
 	}()
 	select {
 	case <-handed:
