@@ -35,7 +35,7 @@ func TestDrainMovesWatchers(t *testing.T) {
 		t.Skip("a timing test: the race detector slows the simulated gateways tenfold; it runs in the plain pass")
 	}
 	const gateways, v3watchers = 50, 6
-	ps := testcluster.StartProcesses(t, 3, "--mysql-dsn", mysqltest.NewDatabase(t))
+	ps := testcluster.StartProcesses(t, 3, "--mysql-dsn", mysqltest.NewDatabase(t), "--log-level", "info")
 	lb := haproxytest.Start(t, ps.Endpoints())
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -82,6 +82,7 @@ func TestDrainMovesWatchers(t *testing.T) {
 	for range ps.Procs {
 		victim := mostWatched(ws, ids, drained)
 		drained[victim] = true
+		ps.WaitStarted(victim, 30*time.Second)
 		gw, v3 := drainOne(t, ps, ws, ids, victim)
 		gwMoves, v3Moves = append(gwMoves, gw...), append(v3Moves, v3...)
 		ps.Restart(victim)

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ type Proc struct {
 	args    []string
 	cmd     *exec.Cmd
 	log     *os.File
+	logFrom int64 // the log's size when the current run started
 }
 
 // Procs is a cluster of etcdsql processes formed with --bootstrap-expect.
@@ -100,6 +102,9 @@ func (ps *Procs) start(i int) {
 		ps.t.Fatalf("log file: %v", err)
 	}
 	p.log = logf
+	if st, err := logf.Stat(); err == nil {
+		p.logFrom = st.Size()
+	}
 	p.cmd = exec.Command(ps.bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
@@ -136,6 +141,26 @@ func (ps *Procs) Terminate(i int) (wait func() error) {
 		p.cmd = nil
 		p.log.Close()
 		return err
+	}
+}
+
+// WaitStarted waits until member i's current run has logged that its
+// start is over ("serving clients"); before that a SIGTERM interrupts the
+// start (exit status 1) instead of draining the member. A member that
+// does not lead logs it up to ten election timeouts after it serves. The
+// line is logged at info: start the members with "--log-level", "info".
+func (ps *Procs) WaitStarted(i int, timeout time.Duration) {
+	p := ps.Procs[i]
+	deadline := time.Now().Add(timeout)
+	for {
+		b, err := os.ReadFile(p.DataDir + ".log")
+		if err == nil && int64(len(b)) > p.logFrom && bytes.Contains(b[p.logFrom:], []byte(`"msg":"serving clients"`)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ps.t.Fatalf("%s has not finished starting after %v", p.Name, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
