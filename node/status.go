@@ -53,6 +53,12 @@ func (n *Node) startupCheck() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*n.cfg.ElectionTimeout)
 	defer cancel()
+	// Another member leading: its sink checks, and this one's when it
+	// leads. (Waiting for this member to lead would hold a follower's
+	// start, and a signal then, for the whole wait.)
+	if other, err := n.lead.waitLeader(ctx); err != nil || other != "" {
+		return nil
+	}
 	if n.lead.waitReady(ctx) != nil {
 		return nil // not the leader (yet): its sink checks when it leads
 	}
