@@ -9,6 +9,10 @@ import (
 	"github.com/etcdsql/etcdsql/internal/release"
 )
 
+// betweenMembers is the pause from one member's stop to the next one's
+// (operations.md, "Upgrade runbook").
+const betweenMembers = 11 * time.Second
+
 // healthyWithin bounds the wait for the cluster to be healthy again after
 // a member was replaced.
 const healthyWithin = time.Minute
@@ -55,6 +59,11 @@ func rollTo(t *testing.T, c *Cluster, bin Binary) []step {
 		i := nextToReplace(c, bin, v.Leader)
 		if i < 0 {
 			break
+		}
+		if len(steps) > 0 {
+			// The runbook's pause between two members: APISIX, listing
+			// the members, keeps a member it saw fail out for 10 s.
+			time.Sleep(time.Until(steps[len(steps)-1].stopped.Add(betweenMembers)))
 		}
 		steps = append(steps, replaceOne(t, c, i, bin, v))
 	}
