@@ -8,11 +8,11 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// The auth store: users and roles with their key permissions, replicated
-// like the keys, with etcd 3.4's semantics. Nothing enforces them yet
-// (authentication cannot be enabled), so the rules that hold only while
-// authentication is enabled (root may not be deleted, nor lose its role)
-// never apply. Records are never changed in place once stored: a change
+// The auth store: users and roles with their key permissions, the auth
+// switch and the auth revision, replicated like the keys, with etcd 3.4's
+// semantics: enabling needs a root user with the root role, and while
+// authentication is enabled root may not be deleted nor lose its role.
+// Every change bumps the auth revision. Records are never changed in place once stored: a change
 // stores a copy, so a snapshot or a read shares them safely.
 
 // rootRole is the role etcd grants to a user without the role existing.
@@ -22,21 +22,32 @@ const rootRole = "root"
 // its auth tables on them.
 const MaxAuthNameBytes = 255
 
-// AuthState is every user and role, sorted by name. The records are
-// shared and read-only.
+// AuthState is every user and role, sorted by name, with the auth switch,
+// the auth revision and the token signing key. The records are shared and
+// read-only.
 type AuthState struct {
 	Users []*authpb.User
 	Roles []*authpb.Role
+	// Enabled is the auth switch.
+	Enabled bool
+	// Revision counts auth changes (etcd's auth revision is one more).
+	Revision uint64
+	// Key signs tokens; set at each enable.
+	Key []byte
 }
 
-// Empty reports whether there is no user and no role.
-func (a AuthState) Empty() bool { return len(a.Users) == 0 && len(a.Roles) == 0 }
+// Empty reports whether the auth store holds nothing: no user, no role,
+// never enabled (and so at revision 0).
+func (a AuthState) Empty() bool {
+	return len(a.Users) == 0 && len(a.Roles) == 0 && !a.Enabled && a.Revision == 0 && len(a.Key) == 0
+}
 
 // isAuth reports whether r is one of the auth store's writes.
 func isAuth(r *pb.InternalRaftRequest) bool {
 	return r.AuthUserAdd != nil || r.AuthUserDelete != nil || r.AuthUserChangePassword != nil ||
 		r.AuthUserGrantRole != nil || r.AuthUserRevokeRole != nil || r.AuthRoleAdd != nil ||
-		r.AuthRoleDelete != nil || r.AuthRoleGrantPermission != nil || r.AuthRoleRevokePermission != nil
+		r.AuthRoleDelete != nil || r.AuthRoleGrantPermission != nil || r.AuthRoleRevokePermission != nil ||
+		r.AuthEnable != nil || r.AuthDisable != nil
 }
 
 // applyAuth applies one auth write; the caller holds mu. A change bumps
@@ -63,6 +74,10 @@ func (s *Store) applyAuth(r *pb.InternalRaftRequest) *Result {
 		resp, err = s.roleGrantPermission(r.AuthRoleGrantPermission)
 	case r.AuthRoleRevokePermission != nil:
 		resp, err = s.roleRevokePermission(r.AuthRoleRevokePermission)
+	case r.AuthEnable != nil:
+		resp, err = s.authEnable(r)
+	case r.AuthDisable != nil:
+		resp, err = s.authDisable()
 	}
 	if err != nil {
 		return &Result{Err: err}
@@ -70,7 +85,58 @@ func (s *Store) applyAuth(r *pb.InternalRaftRequest) *Result {
 	return &Result{Auth: resp}
 }
 
-func (s *Store) touchAuth() { s.authVersion++ }
+// touchAuth records an auth change: the system of record's version and
+// the replicated auth revision. A store left without users and roles that
+// never enabled authentication goes back to revision 0, so that it writes
+// v0.1.0's snapshot format again and members restored from it agree.
+func (s *Store) touchAuth() {
+	s.authVersion++
+	s.authRev++
+	if len(s.users) == 0 && len(s.roles) == 0 && s.authKey == nil {
+		s.authRev = 0
+	}
+}
+
+// authEnable turns authentication on, as etcd does: a root user with the
+// root role must exist; enabling while enabled changes nothing. Each
+// enable installs the signing key the entry carries (in its Authenticate
+// field's token, where etcd replicates simple tokens), so tokens issued
+// before a disable stay invalid.
+func (s *Store) authEnable(r *pb.InternalRaftRequest) (*pb.AuthEnableResponse, error) {
+	resp := &pb.AuthEnableResponse{Header: &pb.ResponseHeader{}}
+	if s.authOn {
+		return resp, nil
+	}
+	root, ok := s.users[rootRole]
+	if !ok {
+		return nil, ErrRootUserNotExist
+	}
+	if !hasRole(root, rootRole) {
+		return nil, ErrRootRoleNotExist
+	}
+	s.authOn = true
+	s.authKey = []byte(r.Authenticate.SimpleToken)
+	s.touchAuth()
+	return resp, nil
+}
+
+// authDisable turns authentication off; disabling while disabled changes
+// nothing.
+func (s *Store) authDisable() (*pb.AuthDisableResponse, error) {
+	resp := &pb.AuthDisableResponse{Header: &pb.ResponseHeader{}}
+	if !s.authOn {
+		return resp, nil
+	}
+	s.authOn = false
+	s.touchAuth()
+	return resp, nil
+}
+
+// hasRole reports whether u has role.
+func hasRole(u *authpb.User, role string) bool {
+	i := sort.SearchStrings(u.Roles, role)
+	return i < len(u.Roles) && u.Roles[i] == role
+}
 
 func (s *Store) userAdd(r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, error) {
 	if r.Name == "" {
@@ -93,6 +159,9 @@ func (s *Store) userAdd(r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, erro
 }
 
 func (s *Store) userDelete(r *pb.AuthUserDeleteRequest) (*pb.AuthUserDeleteResponse, error) {
+	if s.authOn && r.Name == rootRole {
+		return nil, ErrInvalidAuthMgmt
+	}
 	if _, ok := s.users[r.Name]; !ok {
 		return nil, ErrUserNotFound
 	}
@@ -137,6 +206,9 @@ func (s *Store) userGrantRole(r *pb.AuthUserGrantRoleRequest) (*pb.AuthUserGrant
 }
 
 func (s *Store) userRevokeRole(r *pb.AuthUserRevokeRoleRequest) (*pb.AuthUserRevokeRoleResponse, error) {
+	if s.authOn && r.Name == rootRole && r.Role == rootRole {
+		return nil, ErrInvalidAuthMgmt
+	}
 	u, ok := s.users[r.Name]
 	if !ok {
 		return nil, ErrUserNotFound
@@ -164,6 +236,9 @@ func (s *Store) roleAdd(r *pb.AuthRoleAddRequest) (*pb.AuthRoleAddResponse, erro
 
 // roleDelete deletes a role and revokes it from every user who has it.
 func (s *Store) roleDelete(r *pb.AuthRoleDeleteRequest) (*pb.AuthRoleDeleteResponse, error) {
+	if s.authOn && r.Role == rootRole {
+		return nil, ErrInvalidAuthMgmt
+	}
 	if _, ok := s.roles[r.Role]; !ok {
 		return nil, ErrRoleNotFound
 	}

@@ -67,7 +67,7 @@ func (s *Store) Auth() AuthState {
 
 // authState copies the maps into sorted lists; the caller holds mu.
 func (s *Store) authState() AuthState {
-	var a AuthState
+	a := AuthState{Enabled: s.authOn, Revision: s.authRev, Key: s.authKey}
 	for _, u := range s.users {
 		a.Users = append(a.Users, u)
 	}
@@ -81,6 +81,7 @@ func (s *Store) authState() AuthState {
 
 // setAuth replaces the auth maps with a's records; the caller owns s.
 func (s *Store) setAuth(a AuthState) {
+	s.authOn, s.authRev, s.authKey = a.Enabled, a.Revision, a.Key
 	s.users = make(map[string]*authpb.User, len(a.Users))
 	for _, u := range a.Users {
 		s.users[string(u.Name)] = u

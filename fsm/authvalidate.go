@@ -66,6 +66,11 @@ func ValidateAuth(r *pb.InternalRaftRequest, l Limits) error {
 		return checkHashed(u.Password, u.HashedPassword)
 	case r.AuthUserChangePassword != nil:
 		return checkHashed(r.AuthUserChangePassword.Password, r.AuthUserChangePassword.HashedPassword)
+	case r.AuthEnable != nil:
+		k := r.Authenticate
+		if k == nil || k.Name != "" || k.Password != "" || len(k.SimpleToken) != SigningKeyBytes {
+			return ErrBadSigningKey
+		}
 	}
 	return nil
 }
@@ -73,13 +78,16 @@ func ValidateAuth(r *pb.InternalRaftRequest, l Limits) error {
 // IsAuthWrite reports whether r holds one auth write and nothing else.
 func IsAuthWrite(r *pb.InternalRaftRequest) bool {
 	only := &pb.InternalRaftRequest{
-		AuthUserAdd: r.AuthUserAdd, AuthUserDelete: r.AuthUserDelete, AuthUserChangePassword: r.AuthUserChangePassword,
+		AuthEnable: r.AuthEnable, AuthDisable: r.AuthDisable, AuthUserAdd: r.AuthUserAdd, AuthUserDelete: r.AuthUserDelete, AuthUserChangePassword: r.AuthUserChangePassword,
 		AuthUserGrantRole: r.AuthUserGrantRole, AuthUserRevokeRole: r.AuthUserRevokeRole, AuthRoleAdd: r.AuthRoleAdd,
 		AuthRoleDelete: r.AuthRoleDelete, AuthRoleGrantPermission: r.AuthRoleGrantPermission,
 		AuthRoleRevokePermission: r.AuthRoleRevokePermission,
 	}
+	if r.AuthEnable != nil {
+		only.Authenticate = r.Authenticate
+	}
 	n := 0
-	for _, set := range []bool{r.AuthUserAdd != nil, r.AuthUserDelete != nil, r.AuthUserChangePassword != nil,
+	for _, set := range []bool{r.AuthEnable != nil, r.AuthDisable != nil, r.AuthUserAdd != nil, r.AuthUserDelete != nil, r.AuthUserChangePassword != nil,
 		r.AuthUserGrantRole != nil, r.AuthUserRevokeRole != nil, r.AuthRoleAdd != nil, r.AuthRoleDelete != nil,
 		r.AuthRoleGrantPermission != nil, r.AuthRoleRevokePermission != nil} {
 		if set {

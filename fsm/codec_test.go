@@ -84,7 +84,7 @@ func TestApplyRefusesUnknownEntries(t *testing.T) {
 	// A request kind from a newer version: a field this build does not know.
 	future := append([]byte{entryVersion1}, 0xa2, 0xc7, 0x14, 0x00) // field 42100, empty bytes
 	// A request etcd's message has but this release does not apply.
-	auth, _ := Encode(&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}})
+	auth, _ := Encode(&pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{}})
 	tests := map[string][]byte{
 		"undecodable":         {9, 9, 9},
 		"empty":               nil,

@@ -56,6 +56,28 @@ var (
 	ErrPermissionNotGiven = errors.New("etcdserver: permission not given")
 	// ErrPermissionNotGranted: a revoke of a permission the role does not have.
 	ErrPermissionNotGranted = errors.New("etcdserver: permission is not granted to the role")
+	// ErrRootUserNotExist: auth enable without a root user.
+	ErrRootUserNotExist = errors.New("etcdserver: root user does not exist")
+	// ErrRootRoleNotExist: auth enable while root lacks the root role.
+	ErrRootRoleNotExist = errors.New("etcdserver: root user does not have root role")
+	// ErrInvalidAuthMgmt: deleting root, or revoking its root role, while
+	// authentication is enabled.
+	ErrInvalidAuthMgmt = errors.New("etcdserver: invalid auth management")
+	// ErrAuthNotEnabled: authenticate while authentication is disabled.
+	ErrAuthNotEnabled = errors.New("etcdserver: authentication is not enabled")
+	// ErrAuthFailed: authenticate with an unknown user or a wrong password.
+	ErrAuthFailed = errors.New("etcdserver: authentication failed, invalid user ID or password")
+	// ErrPermissionDenied: the user may not do what the request asks.
+	ErrPermissionDenied = errors.New("etcdserver: permission denied")
+	// ErrInvalidAuthToken: a token that is malformed, forged, expired, or
+	// whose user was deleted or changed password since it was issued.
+	ErrInvalidAuthToken = errors.New("etcdserver: invalid auth token")
+	// ErrAuthOldRevision: a forwarded request checked at an auth revision
+	// older than the leader's.
+	ErrAuthOldRevision = errors.New("etcdserver: revision of auth store is old")
+	// ErrBadSigningKey: an auth enable entry without a signing key of
+	// SigningKeyBytes bytes.
+	ErrBadSigningKey = errors.New("fsm: auth enable must carry a signing key")
 	// ErrAuthNameTooLong: a user or role name longer than MaxAuthNameBytes.
 	ErrAuthNameTooLong = errors.New("fsm: user or role name is too long")
 	// ErrBadPasswordEntry: an entry that would store a plain password, or a

@@ -36,6 +36,8 @@ var entryReleases = map[string]string{
 	"AuthRoleDelete":           releaseAuth,
 	"AuthRoleGrantPermission":  releaseAuth,
 	"AuthRoleRevokePermission": releaseAuth,
+	"AuthEnable":               releaseAuth,
+	"AuthDisable":              releaseAuth,
 }
 
 // releaseAuth is the release that introduced the auth store: its entries,
@@ -80,7 +82,7 @@ func entryKind(r *pb.InternalRaftRequest) string {
 func (s *Store) DataRelease() string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if len(s.users) > 0 || len(s.roles) > 0 {
+	if len(s.users) > 0 || len(s.roles) > 0 || s.authRev > 0 {
 		return releaseAuth
 	}
 	return release.First

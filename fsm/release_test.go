@@ -55,7 +55,7 @@ func TestEntryReleaseOfTheFirstKinds(t *testing.T) {
 			t.Errorf("EntryRelease(%v) = %q, want %q", r, got, release.First)
 		}
 	}
-	if got := EntryRelease(&pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}}); got != "" {
-		t.Errorf("EntryRelease(AuthEnable) = %q, want none: this release does not apply it", got)
+	if got := EntryRelease(&pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{}}); got != "" {
+		t.Errorf("EntryRelease(Alarm) = %q, want none: this release does not apply it", got)
 	}
 }

@@ -11,7 +11,8 @@ import (
 // The auth section of a version 3 snapshot: the number of users, each a
 // length-prefixed authpb.User (its bcrypt hash included), then the number
 // of roles, each a length-prefixed authpb.Role; every count and length an
-// unsigned varint. Both lists are in name order.
+// unsigned varint. Both lists are in name order. Then the auth switch (0
+// or 1), the auth revision and the length-prefixed signing key.
 
 func writeAuth(w io.Writer, putU func(uint64), a AuthState) error {
 	putU(uint64(len(a.Users)))
@@ -32,6 +33,14 @@ func writeAuth(w io.Writer, putU func(uint64), a AuthState) error {
 		putU(uint64(len(b)))
 		w.Write(b)
 	}
+	on := uint64(0)
+	if a.Enabled {
+		on = 1
+	}
+	putU(on)
+	putU(a.Revision)
+	putU(uint64(len(a.Key)))
+	w.Write(a.Key)
 	return nil
 }
 
@@ -66,5 +75,11 @@ func readAuth(br *bufio.Reader, getU func() uint64) (AuthState, error) {
 		}
 		a.Roles = append(a.Roles, r)
 	}
-	return a, nil
+	a.Enabled = getU() == 1
+	a.Revision = getU()
+	key, err := read()
+	if len(key) > 0 {
+		a.Key = key
+	}
+	return a, err
 }

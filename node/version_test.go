@@ -43,9 +43,9 @@ func TestClusterVersion(t *testing.T) {
 func TestProposeRefusesAnEntryTheClusterDoesNotKnow(t *testing.T) {
 	n, ctx := startLone(t, loneConfig(t))
 	last := n.raft.LastIndex()
-	_, err := n.propose(ctx, &pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}})
+	_, err := n.propose(ctx, &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{}})
 	if !errors.Is(err, ErrNotCapable) {
-		t.Fatalf("propose(AuthEnable) = %v, want ErrNotCapable", err)
+		t.Fatalf("propose(Alarm) = %v, want ErrNotCapable", err)
 	}
 	if got := n.raft.LastIndex(); got != last {
 		t.Fatalf("raft log grew from %d to %d", last, got)
