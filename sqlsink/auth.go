@@ -24,8 +24,10 @@ import (
 // row: the tables do not exist.
 const metaAuthSchema = "auth_schema"
 
-// authSchemaVersion is the auth tables' current version.
-const authSchemaVersion = 1
+// authSchemaVersion is the auth tables' current version: 2 adds
+// auth_settings, the one row holding the auth switch, the auth revision
+// and the token signing key.
+const authSchemaVersion = 2
 
 func (mysqlDialect) authTables() []string {
 	return []string{
@@ -36,6 +38,8 @@ func (mysqlDialect) authTables() []string {
 		"CREATE TABLE IF NOT EXISTS auth_roles (name VARBINARY(255) NOT NULL PRIMARY KEY) ENGINE=InnoDB",
 		"CREATE TABLE IF NOT EXISTS auth_permissions (role_name VARBINARY(255) NOT NULL, seq INT NOT NULL, perm_type INT NOT NULL," +
 			" `key` VARBINARY(3072) NOT NULL, range_end VARBINARY(3072) NOT NULL, PRIMARY KEY (role_name, seq)) ENGINE=InnoDB",
+		"CREATE TABLE IF NOT EXISTS auth_settings (id INT NOT NULL PRIMARY KEY, enabled TINYINT NOT NULL," +
+			" revision BIGINT UNSIGNED NOT NULL, signing_key VARBINARY(64) NOT NULL) ENGINE=InnoDB",
 	}
 }
 
@@ -46,23 +50,25 @@ func (sqliteDialect) authTables() []string {
 		"CREATE TABLE IF NOT EXISTS auth_roles (name BLOB NOT NULL PRIMARY KEY)",
 		`CREATE TABLE IF NOT EXISTS auth_permissions (role_name BLOB NOT NULL, seq INTEGER NOT NULL, perm_type INTEGER NOT NULL,` +
 			` "key" BLOB NOT NULL, range_end BLOB NOT NULL, PRIMARY KEY (role_name, seq))`,
+		"CREATE TABLE IF NOT EXISTS auth_settings (id INTEGER NOT NULL PRIMARY KEY, enabled INTEGER NOT NULL," +
+			" revision INTEGER NOT NULL, signing_key BLOB NOT NULL)",
 	}
 }
 
-// hasAuthTables reports whether the auth tables exist.
-func (s *Sink) hasAuthTables(ctx context.Context) (bool, error) {
+// authSchema returns the auth tables' version, 0 when they do not exist.
+func (s *Sink) authSchema(ctx context.Context) (int64, error) {
 	var v int64
 	err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = ?", metaAuthSchema).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return 0, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("sqlsink: read auth schema: %w", err)
+		return 0, fmt.Errorf("sqlsink: read auth schema: %w", err)
 	}
 	if v > authSchemaVersion {
-		return false, fmt.Errorf("sqlsink: auth schema %d is newer than this binary knows (%d): upgrade etcdsql", v, authSchemaVersion)
+		return 0, fmt.Errorf("sqlsink: auth schema %d is newer than this binary knows (%d): upgrade etcdsql", v, authSchemaVersion)
 	}
-	return true, nil
+	return v, nil
 }
 
 // ensureAuthTables creates the auth tables and records their version. It
@@ -80,15 +86,20 @@ func (s *Sink) ensureAuthTables(ctx context.Context) error {
 	if _, err := s.db.ExecContext(ctx, s.d.insertIgnore("meta")+" (name, value) VALUES (?, ?)", metaAuthSchema, authSchemaVersion); err != nil {
 		return fmt.Errorf("sqlsink: record auth schema: %w", err)
 	}
+	if _, err := s.db.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ? AND value < ?", authSchemaVersion, metaAuthSchema, authSchemaVersion); err != nil {
+		return fmt.Errorf("sqlsink: record auth schema: %w", err)
+	}
 	s.authTables.Store(true)
 	return nil
 }
 
 // writeAuth replaces the auth tables' rows with a.
 func (s *Sink) writeAuth(sc *script, a *fsm.AuthState) {
-	for _, t := range []string{"auth_users", "auth_user_roles", "auth_roles", "auth_permissions"} {
+	for _, t := range []string{"auth_users", "auth_user_roles", "auth_roles", "auth_permissions", "auth_settings"} {
 		sc.add("auth", "DELETE FROM "+t)
 	}
+	sc.add("auth settings", "INSERT INTO auth_settings (id, enabled, revision, signing_key) VALUES (1, ?, ?, ?)",
+		boolInt(a.Enabled), a.Revision, nonNil(a.Key))
 	maxParams := s.d.maxParams()
 	sc.addRows("auth users", "INSERT INTO auth_users (name, password, no_password) VALUES ", "", 3, maxParams, func(yield func([]any)) {
 		for _, u := range a.Users {
@@ -127,9 +138,14 @@ func boolInt(b bool) int {
 // loadAuth reads the auth tables, if they exist, into an auth state.
 func (s *Sink) loadAuth(ctx context.Context) (fsm.AuthState, error) {
 	var a fsm.AuthState
-	ok, err := s.hasAuthTables(ctx)
-	if err != nil || !ok {
+	v, err := s.authSchema(ctx)
+	if err != nil || v == 0 {
 		return a, err
+	}
+	if v >= 2 {
+		if err := s.loadAuthSettings(ctx, &a); err != nil {
+			return a, err
+		}
 	}
 	users := map[string]*authpb.User{}
 	err = s.scan(ctx, "SELECT name, password, no_password FROM auth_users ORDER BY name", func(rows *sql.Rows) error {
@@ -165,6 +181,24 @@ func (s *Sink) loadAuth(ctx context.Context) (fsm.AuthState, error) {
 		return fsm.AuthState{}, fmt.Errorf("sqlsink: load auth: %w", err)
 	}
 	return a, nil
+}
+
+// loadAuthSettings reads the auth switch, revision and signing key; a
+// database without the row (no batch wrote it yet) reads as disabled.
+func (s *Sink) loadAuthSettings(ctx context.Context, a *fsm.AuthState) error {
+	var on int
+	err := s.db.QueryRowContext(ctx, "SELECT enabled, revision, signing_key FROM auth_settings WHERE id = 1").Scan(&on, &a.Revision, &a.Key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sqlsink: load auth settings: %w", err)
+	}
+	a.Enabled = on != 0
+	if len(a.Key) == 0 {
+		a.Key = nil
+	}
+	return nil
 }
 
 // loadRoles reads the roles with their permissions in their order.

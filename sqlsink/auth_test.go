@@ -56,8 +56,8 @@ func testAuthTables(t *testing.T, sk *Sink) {
 	rs := newTestStore(t)
 	rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}})
 	runUntil(t, sk, rs.s, func() bool { return sk.sunkIndex.Load() >= rs.idx })
-	if ok, err := sk.hasAuthTables(ctx); ok || err != nil {
-		t.Fatalf("auth tables before any user or role: %v, %v", ok, err)
+	if v, err := sk.authSchema(ctx); v != 0 || err != nil {
+		t.Fatalf("auth tables before any user or role: %v, %v", v, err)
 	}
 	if _, err := sk.db.ExecContext(ctx, "SELECT 1 FROM auth_users"); err == nil {
 		t.Fatal("auth_users exists before any user or role")

@@ -185,12 +185,14 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 		s.db.Close()
 		return nil, err
 	}
-	hasAuth, err := s.hasAuthTables(ctx)
+	// Tables of an older auth schema are brought up to date by the next
+	// batch that writes the auth store.
+	authSchema, err := s.authSchema(ctx)
 	if err != nil {
 		s.db.Close()
 		return nil, err
 	}
-	s.authTables.Store(hasAuth)
+	s.authTables.Store(authSchema == authSchemaVersion)
 	s.sunkRev.Store(st.Revision)
 	s.sunkIndex.Store(st.AppliedIndex)
 	s.setHealth(nil)
