@@ -149,3 +149,25 @@ func covered(perms []interval, key, end []byte) bool {
 	}
 	return false
 }
+
+// CheckLeaseWrite checks that user may write every key attached to lease
+// id (etcd's rule for revoking a lease, and for attaching one to a key).
+func (s *Store) CheckLeaseWrite(user string, rev uint64, id int64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, err := s.authUser(user, rev)
+	if u == nil || err != nil {
+		return err
+	}
+	l := s.leases[id]
+	if l == nil || hasRole(u, rootRole) {
+		return nil
+	}
+	perms := s.userPerms(u, true)
+	for k := range l.keys {
+		if !covered(perms, []byte(k), nil) {
+			return ErrPermissionDenied
+		}
+	}
+	return nil
+}

@@ -12,7 +12,8 @@ import (
 
 // The auth store's writes: a user or role change is hashed here, on the
 // member that took it from its client, so that no plain password is ever
-// forwarded or replicated, and then runs on the leader like any write.
+// forwarded or replicated, and then runs on the leader like any write. An
+// auth enable gets a fresh token signing key here.
 
 // AuthWrite hashes an auth write's password (with the configured bcrypt
 // cost) and replicates it through the leader, once the cluster version
@@ -27,6 +28,15 @@ func (n *Node) AuthWrite(ctx context.Context, r *pb.InternalRaftRequest) (*pb.Re
 	if err != nil {
 		return nil, err
 	}
+	if r.AuthEnable != nil {
+		// The signing key is made here and replicated with the entry;
+		// the store installs it only if the entry enables.
+		key, err := fsm.NewSigningKey()
+		if err != nil {
+			return nil, err
+		}
+		hashed = &pb.InternalRaftRequest{AuthEnable: r.AuthEnable, Authenticate: &pb.InternalAuthenticateRequest{SimpleToken: key}}
+	}
 	return viaLeader(n, ctx, func(ctx context.Context, b rpc.PeerBackend) (*pb.ResponseHeader, error) {
 		return b.AuthWrite(ctx, hashed)
 	})
@@ -35,6 +45,10 @@ func (n *Node) AuthWrite(ctx context.Context, r *pb.InternalRaftRequest) (*pb.Re
 // AuthStore is the local store's auth reads; callers wait for the read
 // barrier first.
 func (n *Node) AuthStore() rpc.AuthReads { return n.store }
+
+// AuthChecks is the leader's auth state, which forwarded calls are
+// checked against again (see rpc's authz.go).
+func (l leaderSide) AuthChecks() rpc.AuthChecks { return l.n.store }
 
 // AuthWrite proposes an auth write whose password is already hashed. It is
 // validated again here: the local door validated it before hashing, the

@@ -29,6 +29,7 @@ type leaderSide struct{ n *Node }
 var (
 	_ rpc.PeerBackend = leaderSide{}
 	_ rpc.PeerLimits  = leaderSide{}
+	_ rpc.PeerAuth    = leaderSide{}
 )
 
 // Limits are the bounds the peer service validates writes with: the

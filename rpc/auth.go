@@ -2,48 +2,85 @@ package rpc
 
 import (
 	"context"
+	"runtime"
+	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/etcdsql/etcdsql/fsm"
 )
 
-// authServer manages users and roles as etcd does (their writes are
-// replicated; their reads are linearizable, after the read barrier), but
-// nothing enforces them: authentication cannot be enabled yet. While it is
-// disabled, authenticate fails with "authentication is not enabled" and
-// status says disabled, as in etcd.
+// authServer is etcd's auth service: users and roles (their writes are
+// replicated; their reads are linearizable, after the read barrier), the
+// auth switch, and authenticate. Authenticate checks the password with
+// bcrypt on this member, after the read barrier, at most
+// runtime.GOMAXPROCS at once (others wait, within their deadline), and
+// answers a token every member verifies for TokenTTL (see fsm's
+// authtoken.go). No password is ever proposed.
 type authServer struct {
 	pb.UnimplementedAuthServer
 	s *Server
+
+	once  sync.Once
+	slots chan struct{} // one per bcrypt check in progress
 }
 
-// errGRPCAuthEnableUnsupported refuses to enable authentication: users and
-// roles are stored, but no request would be checked against them.
-var errGRPCAuthEnableUnsupported = status.Error(codes.FailedPrecondition,
-	"etcdserver: enabling authentication is not supported yet (users and roles are stored but not enforced)")
+// TokenTTL is how long a token from Authenticate is valid: etcd's default
+// simple token TTL. Unlike etcd's, it is not extended by use; APISIX and
+// clientv3 authenticate again well before it ends.
+const TokenTTL = 5 * time.Minute
 
-func (a *authServer) Authenticate(context.Context, *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
-	return nil, rpctypes.ErrGRPCAuthNotEnabled
-}
-
-func (a *authServer) AuthStatus(context.Context, *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {
-	resp := &pb.AuthStatusResponse{Header: &pb.ResponseHeader{}}
+func (a *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	if err := a.s.b.ReadBarrier(ctx); err != nil {
+		return nil, togRPCError(err)
+	}
+	st := a.s.b.AuthStore()
+	a.once.Do(func() { a.slots = make(chan struct{}, runtime.GOMAXPROCS(0)) })
+	select {
+	case a.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, togRPCError(ctx.Err())
+	}
+	hash, err := st.CheckPassword(r.Name, r.Password)
+	<-a.slots
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	tok, err := st.IssueToken(r.Name, hash, time.Now().Add(TokenTTL))
+	if err != nil {
+		return nil, togRPCError(err)
+	}
+	resp := &pb.AuthenticateResponse{Header: &pb.ResponseHeader{}, Token: tok}
 	a.s.fill(resp.Header)
 	return resp, nil
 }
 
-func (a *authServer) AuthEnable(context.Context, *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
-	return nil, errGRPCAuthEnableUnsupported
-}
-
-func (a *authServer) AuthDisable(context.Context, *pb.AuthDisableRequest) (*pb.AuthDisableResponse, error) {
-	resp := &pb.AuthDisableResponse{Header: &pb.ResponseHeader{}}
+// AuthStatus answers this member's auth switch and etcd's auth revision.
+func (a *authServer) AuthStatus(ctx context.Context, _ *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {
+	if err := a.s.b.ReadBarrier(ctx); err != nil {
+		return nil, togRPCError(err)
+	}
+	on, rev := a.s.b.AuthStore().AuthStatus()
+	resp := &pb.AuthStatusResponse{Header: &pb.ResponseHeader{}, Enabled: on, AuthRevision: rev}
 	a.s.fill(resp.Header)
 	return resp, nil
+}
+
+func (a *authServer) AuthEnable(ctx context.Context, r *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthEnable: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthEnableResponse{Header: h}, nil
+}
+
+func (a *authServer) AuthDisable(ctx context.Context, r *pb.AuthDisableRequest) (*pb.AuthDisableResponse, error) {
+	h, err := a.write(ctx, &pb.InternalRaftRequest{AuthDisable: r})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AuthDisableResponse{Header: h}, nil
 }
 
 // write validates an auth write as the client sent it and replicates it

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -65,6 +66,22 @@ type AuthReads interface {
 	UserList() *pb.AuthUserListResponse
 	RoleGet(name string) (*pb.AuthRoleGetResponse, error)
 	RoleList() *pb.AuthRoleListResponse
+	AuthChecks
+}
+
+// AuthChecks are the checks authentication and permissions need, answered
+// from a member's own store (fsm.Store implements them; see fsm's
+// authtoken.go and authperm.go). Safe for concurrent use.
+type AuthChecks interface {
+	AuthEnabled() bool
+	AuthStatus() (enabled bool, revision uint64)
+	CheckPassword(name, password string) ([]byte, error)
+	IssueToken(name string, hash []byte, expiry time.Time) (string, error)
+	CheckToken(token string, now time.Time) (user string, revision uint64, err error)
+	CheckPerm(user string, revision uint64, key, end []byte, write bool) error
+	CheckAdmin(user string, revision uint64) error
+	CheckHasRole(user string, revision uint64, role string) error
+	CheckLeaseWrite(user string, revision uint64, id int64) error
 }
 
 // Backend is what the services need from a member. Implementations are

@@ -40,6 +40,9 @@ func unaryMethod[Req any, Resp any](name string, call func(PeerBackend, context.
 			if err := dec(req); err != nil {
 				return nil, err
 			}
+			if err := authorizePeer(srv, ctx, req); err != nil {
+				return nil, togRPCError(err)
+			}
 			resp, err := call(srv.(PeerBackend), ctx, req)
 			if err != nil {
 				return nil, togRPCError(err)
@@ -155,7 +158,7 @@ func peerCall[Resp any](ctx context.Context, c *PeerClient, method string, req a
 	// gRPC fills in the peer only once the call has a stream on a
 	// connection: without one, nothing of the request left this member.
 	var p peer.Peer
-	if err := c.cc.Invoke(ctx, "/"+peerService+"/"+method, req, resp, grpc.Peer(&p)); err != nil {
+	if err := c.cc.Invoke(peerOutgoing(ctx), "/"+peerService+"/"+method, req, resp, grpc.Peer(&p)); err != nil {
 		return nil, fromGRPCError(err, p.Addr != nil)
 	}
 	return resp, nil

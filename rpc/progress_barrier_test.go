@@ -28,6 +28,7 @@ func (b storeBackend) MemberID() uint64                 { return 2 }
 // ReadBarrier: the store is the only one, so there is nothing to catch up.
 func (b storeBackend) ReadBarrier(context.Context) error { return nil }
 func (b storeBackend) Term() uint64                      { return 3 }
+func (b storeBackend) AuthStore() AuthReads              { return b.s }
 
 // storeServer is a server of a bare store and a loopback listener for it,
 // not yet served.

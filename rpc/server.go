@@ -135,7 +135,8 @@ func (s *Server) newGRPC(gateway bool) *grpc.Server {
 		// every 5 s, or without streams, get too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
+		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor, s.authUnary),
+		grpc.ChainStreamInterceptor(s.authStream),
 		grpc.ForceServerCodecV2(newCodec()),
 	)
 	pb.RegisterKVServer(g, &kvServer{s: s})

@@ -253,6 +253,9 @@ func (st *watchStream) createNow(cr *pb.WatchCreateRequest) error {
 	if len(key) == 0 {
 		key = []byte{0}
 	}
+	if !st.srv.watchAllowed(st.ctx, key, cr.RangeEnd) {
+		return st.send(&pb.WatchResponse{Header: st.header(st.srv.b.Rev()), WatchId: -1, Created: true, Canceled: true, CancelReason: errWatchDenied})
+	}
 	req := fsm.WatchRequest{ID: cr.WatchId, Key: key, RangeEnd: cr.RangeEnd, StartRev: cr.StartRevision, PrevKV: cr.PrevKv}
 	for _, f := range cr.Filters {
 		switch f {

@@ -32,6 +32,7 @@ type HTTPClient struct {
 	// BaseURL is the client URL, e.g. "http://127.0.0.1:2379".
 	BaseURL string
 	client  *http.Client
+	token   string
 }
 
 // NewHTTPClient returns a client for the gateway at baseURL. Deadlines come
@@ -48,7 +49,13 @@ func NewHTTPClient(baseURL string) *HTTPClient {
 // WithTransport returns a copy of h that sends its requests through rt, for
 // instance to observe or alter traffic in tests of the harness itself.
 func (h *HTTPClient) WithTransport(rt http.RoundTripper) *HTTPClient {
-	return &HTTPClient{BaseURL: h.BaseURL, client: &http.Client{Transport: rt}}
+	return &HTTPClient{BaseURL: h.BaseURL, client: &http.Client{Transport: rt}, token: h.token}
+}
+
+// WithToken returns a copy of h that sends tok raw in the Authorization
+// header, as lua-resty-etcd does once authenticated ("" sends none).
+func (h *HTTPClient) WithToken(tok string) *HTTPClient {
+	return &HTTPClient{BaseURL: h.BaseURL, client: h.client, token: tok}
 }
 
 // Close releases idle connections.
@@ -100,6 +107,9 @@ func (h *HTTPClient) send(ctx context.Context, method, path string, body []byte)
 	req, err := http.NewRequestWithContext(ctx, method, h.BaseURL+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("difftest: build %s %s: %w", method, path, err)
+	}
+	if h.token != "" {
+		req.Header.Set("Authorization", h.token)
 	}
 	// No Content-Type: lua-resty-etcd never sets one, and net/http adds
 	// none on its own. Content-Length comes from the bytes.Reader.

@@ -1,0 +1,263 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// Enforcement, while authentication is enabled, as etcd 3.4 enforces it.
+// A client names itself with a token in the gRPC metadata "token" (what
+// clientv3 sends) or "authorization" (what etcd's gateway makes of an HTTP
+// Authorization header). A call that needs a check resolves the token
+// against this member's store, then checks the request: a range reads its
+// keys; a put or delete writes them (and reads them with prev_kv); a
+// transaction checks each compare as a read and each operation as above; a
+// lease revoke, or a put attaching a lease, writes every key the lease
+// holds; user and role management, auth enable and disable, defragment, hash and
+// snapshot need the root role; reading a user needs root or being that
+// user, reading a role root or having it. A watch create reads its range
+// (watch.go asks watchAllowed). A call without a token is refused with
+// "user name is empty", one with a bad token with "invalid auth token".
+//
+// A write forwarded to the leader carries the caller's user and the auth
+// revision it was checked at in the peer call's metadata, and the leader
+// checks it again against its own store before proposing: the peer port
+// does for a member only what the client port did for its client. A
+// request checked at an auth revision older than the leader's is refused
+// with "revision of auth store is old", as etcd refuses an entry whose
+// header is older than its auth store.
+
+// identity is who a checked call runs as.
+type identity struct {
+	user string
+	rev  uint64
+}
+
+type identityKey struct{}
+
+// Metadata keys: the client's token, and the identity a forwarded call
+// carries on the peer port.
+const (
+	mdToken         = "token"
+	mdAuthorization = "authorization"
+	mdPeerUser      = "etcdsql-auth-user"
+	mdPeerRev       = "etcdsql-auth-revision"
+)
+
+// tokenFrom returns the token a client call carries, or "".
+func tokenFrom(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, k := range []string{mdToken, mdAuthorization} {
+		if v := md.Get(k); len(v) > 0 && v[0] != "" {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// check is the permission a request needs.
+type check func(a AuthChecks, id identity) error
+
+// checkFor returns the check req needs, or nil for a call etcd does not
+// check.
+func checkFor(req any) check {
+	switch r := req.(type) {
+	case *pb.RangeRequest:
+		return func(a AuthChecks, id identity) error { return a.CheckPerm(id.user, id.rev, r.Key, r.RangeEnd, false) }
+	case *pb.PutRequest:
+		return func(a AuthChecks, id identity) error { return checkPut(a, id, r) }
+	case *pb.DeleteRangeRequest:
+		return func(a AuthChecks, id identity) error { return checkDelete(a, id, r) }
+	case *pb.TxnRequest:
+		return func(a AuthChecks, id identity) error { return checkTxn(a, id, r) }
+	case *pb.LeaseRevokeRequest:
+		return func(a AuthChecks, id identity) error { return a.CheckLeaseWrite(id.user, id.rev, r.ID) }
+	case *pb.AuthUserGetRequest:
+		return func(a AuthChecks, id identity) error {
+			err := a.CheckAdmin(id.user, id.rev)
+			if errors.Is(err, fsm.ErrPermissionDenied) && r.Name == id.user {
+				return nil
+			}
+			return err
+		}
+	case *pb.AuthRoleGetRequest:
+		return func(a AuthChecks, id identity) error { return a.CheckHasRole(id.user, id.rev, r.Role) }
+	case *pb.InternalRaftRequest: // an auth write forwarded on the peer port
+		return adminCheck
+	case *pb.AuthEnableRequest, *pb.AuthUserAddRequest, *pb.AuthUserDeleteRequest, *pb.AuthUserChangePasswordRequest,
+		*pb.AuthUserGrantRoleRequest, *pb.AuthUserRevokeRoleRequest, *pb.AuthRoleAddRequest,
+		*pb.AuthRoleDeleteRequest, *pb.AuthRoleGrantPermissionRequest, *pb.AuthRoleRevokePermissionRequest,
+		*pb.AuthUserListRequest, *pb.AuthRoleListRequest, *pb.AuthDisableRequest,
+		*pb.DefragmentRequest, *pb.HashRequest, *pb.HashKVRequest, *pb.MoveLeaderRequest, *pb.SnapshotRequest:
+		return adminCheck
+	}
+	return nil
+}
+
+func adminCheck(a AuthChecks, id identity) error { return a.CheckAdmin(id.user, id.rev) }
+
+func checkPut(a AuthChecks, id identity, r *pb.PutRequest) error {
+	if err := a.CheckPerm(id.user, id.rev, r.Key, nil, true); err != nil {
+		return err
+	}
+	if r.PrevKv {
+		if err := a.CheckPerm(id.user, id.rev, r.Key, nil, false); err != nil {
+			return err
+		}
+	}
+	if r.Lease != 0 {
+		return a.CheckLeaseWrite(id.user, id.rev, r.Lease)
+	}
+	return nil
+}
+
+func checkDelete(a AuthChecks, id identity, r *pb.DeleteRangeRequest) error {
+	if err := a.CheckPerm(id.user, id.rev, r.Key, r.RangeEnd, true); err != nil {
+		return err
+	}
+	if r.PrevKv {
+		return a.CheckPerm(id.user, id.rev, r.Key, r.RangeEnd, false)
+	}
+	return nil
+}
+
+// checkTxn checks every compare as a read, then every operation of both
+// branches (nested transactions included), as etcd does.
+func checkTxn(a AuthChecks, id identity, r *pb.TxnRequest) error {
+	for _, c := range r.Compare {
+		if err := a.CheckPerm(id.user, id.rev, c.Key, c.RangeEnd, false); err != nil {
+			return err
+		}
+	}
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			var err error
+			switch v := op.Request.(type) {
+			case *pb.RequestOp_RequestRange:
+				err = a.CheckPerm(id.user, id.rev, v.RequestRange.Key, v.RequestRange.RangeEnd, false)
+			case *pb.RequestOp_RequestPut:
+				err = checkPut(a, id, v.RequestPut)
+			case *pb.RequestOp_RequestDeleteRange:
+				err = checkDelete(a, id, v.RequestDeleteRange)
+			case *pb.RequestOp_RequestTxn:
+				err = checkTxn(a, id, v.RequestTxn)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// clientIdentity resolves a client call's token while authentication is
+// enabled: no token is the empty identity (refused by every check).
+func clientIdentity(ctx context.Context, a AuthChecks) (identity, error) {
+	tok := tokenFrom(ctx)
+	if tok == "" {
+		return identity{}, nil
+	}
+	user, rev, err := a.CheckToken(tok, time.Now())
+	return identity{user: user, rev: rev}, err
+}
+
+// authorizeClient checks a client call; the identity travels on in ctx
+// for a write the member forwards.
+func (s *Server) authorizeClient(ctx context.Context, req any) (context.Context, error) {
+	c := checkFor(req)
+	if c == nil {
+		return ctx, nil
+	}
+	a := s.b.AuthStore()
+	if !a.AuthEnabled() {
+		return ctx, nil
+	}
+	id, err := clientIdentity(ctx, a)
+	if err == nil {
+		err = c(a, id)
+	}
+	if err != nil {
+		return ctx, togRPCError(err)
+	}
+	return context.WithValue(ctx, identityKey{}, id), nil
+}
+
+// authUnary is the client port's unary interceptor.
+func (s *Server) authUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	ctx, err := s.authorizeClient(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+// authStream is the client port's stream interceptor: a snapshot needs
+// the root role (a watch is checked per create, by watchAllowed).
+func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if info.FullMethod == "/etcdserverpb.Maintenance/Snapshot" {
+		if _, err := s.authorizeClient(ss.Context(), &pb.SnapshotRequest{}); err != nil {
+			return err
+		}
+	}
+	return h(srv, ss)
+}
+
+// watchAllowed checks a watch create on a stream; any failure (no token,
+// bad token, no permission) refuses it as etcd does, with permission
+// denied.
+func (s *Server) watchAllowed(ctx context.Context, key, end []byte) bool {
+	_, err := s.authorizeClient(ctx, &pb.RangeRequest{Key: key, RangeEnd: end})
+	return err == nil
+}
+
+// errWatchDenied is the cancel reason of a refused watch create.
+var errWatchDenied = rpctypes.ErrGRPCPermissionDenied.Error()
+
+// peerOutgoing adds the caller's identity, if a check resolved one, to a
+// peer call's metadata.
+func peerOutgoing(ctx context.Context) context.Context {
+	id, ok := ctx.Value(identityKey{}).(identity)
+	if !ok {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, mdPeerUser, id.user, mdPeerRev, strconv.FormatUint(id.rev, 10))
+}
+
+// PeerAuth is implemented by a PeerBackend that checks forwarded calls
+// against its store's auth state (the leader's side does).
+type PeerAuth interface {
+	AuthChecks() AuthChecks
+}
+
+// authorizePeer checks a forwarded call with the identity its metadata
+// carries; a call without one is checked as a client call without token.
+func authorizePeer(srv any, ctx context.Context, req any) error {
+	p, ok := srv.(PeerAuth)
+	if !ok {
+		return nil
+	}
+	c := checkFor(req)
+	a := p.AuthChecks()
+	if c == nil || !a.AuthEnabled() {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var id identity
+	if u, r := md.Get(mdPeerUser), md.Get(mdPeerRev); len(u) == 1 && len(r) == 1 {
+		rev, err := strconv.ParseUint(r[0], 10, 64)
+		if err != nil {
+			return fsm.ErrInvalidAuthToken
+		}
+		id = identity{user: u[0], rev: rev}
+	}
+	return c(a, id)
+}
