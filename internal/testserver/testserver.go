@@ -4,12 +4,16 @@
 package testserver
 
 import (
+	"errors"
+
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -116,7 +120,8 @@ func NewClient(t testing.TB, endpoints ...string) *clientv3.Client {
 }
 
 // WaitReady polls until the endpoint answers a linearizable read, or fails
-// the test after timeout.
+// the test after timeout. With authentication enabled, refusing a read
+// without token is an answer too.
 func WaitReady(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
 	c := NewClient(t, url)
@@ -126,7 +131,7 @@ func WaitReady(t testing.TB, url string, timeout time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err = c.Get(ctx, "health")
 		cancel()
-		if err == nil {
+		if err == nil || errors.Is(err, rpctypes.ErrUserEmpty) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
