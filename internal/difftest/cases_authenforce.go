@@ -59,6 +59,10 @@ func readerCalls(c *Conn, kv pb.KVClient) {
 		[]clientv3.Op{clientv3.OpGet(c.Key("apisix/r1"))}, nil))
 	// etcd 3.4 does not check a compaction: any user may compact.
 	c.WantOK(c.Compact("compact", 1))
+	lg, err := c.LeaseStub().LeaseGrant(c.Ctx, &pb.LeaseGrantRequest{ID: c.LeaseID(2), TTL: 60})
+	c.WantOK(c.GRPC("lease grant", lg, err))
+	tl, err := c.LeaseStub().LeaseTimeToLive(c.Ctx, &pb.LeaseTimeToLiveRequest{ID: c.LeaseID(1), Keys: true})
+	c.GRPC("time to live of a lease holding an outside key", tl, err).Tolerate("body.TTL", 2)
 	r, err := c.LeaseStub().LeaseRevoke(c.Ctx, &pb.LeaseRevokeRequest{ID: c.LeaseID(1)})
 	c.WantGRPCError(c.GRPC("revoke a lease holding an outside key", r, err), "PermissionDenied", errDenied)
 	l, err := c.AuthStub().UserList(c.Ctx, &pb.AuthUserListRequest{})

@@ -129,6 +129,8 @@ func authTeardown(c *Conn, root string) {
 		_, err := a.RoleDelete(c.Ctx, &pb.AuthRoleDeleteRequest{Role: r})
 		c.Check(err == nil, "teardown: %v", err)
 	}
-	_, err := c.Client.Revoke(context.Background(), clientv3.LeaseID(c.LeaseID(1)))
-	c.Check(err == nil, "teardown revoke: %v", err)
+	for _, i := range []int{1, 2} {
+		_, err := c.Client.Revoke(context.Background(), clientv3.LeaseID(c.LeaseID(i)))
+		c.Check(err == nil, "teardown revoke: %v", err)
+	}
 }
