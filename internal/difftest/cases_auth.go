@@ -12,7 +12,7 @@ func (c *Conn) AuthStub() pb.AuthClient {
 }
 
 // authCases cover user and role management while authentication is
-// disabled (enabling it is not supported yet): add, get, list, delete,
+// disabled (cases_authon.go enables it): add, get, list, delete,
 // password change, role grant and revoke, permission grant and revoke,
 // and their errors, over gRPC and the gateway. Users and roles are global:
 // each case deletes what it adds, so that the lists stay deterministic.
