@@ -229,8 +229,16 @@ func (g *cmdGen) auth() *pb.InternalRaftRequest {
 	if g.r.IntN(8) == 0 {
 		role = "root"
 	}
+	if g.r.IntN(6) == 0 {
+		user = "root"
+	}
 	key, end := g.keyRange()
-	switch g.r.IntN(9) {
+	switch g.r.IntN(11) {
+	case 9:
+		sk := fmt.Sprintf("%032d", g.r.IntN(1000))
+		return &pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}, Authenticate: &pb.InternalAuthenticateRequest{SimpleToken: sk}}
+	case 10:
+		return &pb.InternalRaftRequest{AuthDisable: &pb.AuthDisableRequest{}}
 	case 0:
 		return &pb.InternalRaftRequest{AuthUserAdd: &pb.AuthUserAddRequest{Name: user, HashedPassword: testHash()}}
 	case 1:
