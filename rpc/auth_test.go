@@ -1,0 +1,75 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/etcdsql/etcdsql/fsm"
+)
+
+// enabledStore is a store with root (password "pw") and authentication
+// enabled.
+func enabledStore(t *testing.T) *fsm.Store {
+	t.Helper()
+	s, _ := fsm.New(fsm.DefaultConfig())
+	key, _ := fsm.NewSigningKey()
+	for i, r := range []*pb.InternalRaftRequest{
+		{AuthUserAdd: &pb.AuthUserAddRequest{Name: "root", Password: "pw"}},
+		{AuthUserGrantRole: &pb.AuthUserGrantRoleRequest{User: "root", Role: "root"}},
+		{AuthEnable: &pb.AuthEnableRequest{}, Authenticate: &pb.InternalAuthenticateRequest{SimpleToken: key}},
+	} {
+		h, err := fsm.HashPassword(r, bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := fsm.Encode(h)
+		if res := s.Apply(uint64(i+1), data); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	return s
+}
+
+// TestAuthenticateBounded: a password check waits for a free bcrypt slot
+// within the caller's deadline; with one free, a right password gets a
+// token the store verifies, a wrong one etcd's error.
+func TestAuthenticateBounded(t *testing.T) {
+	st := enabledStore(t)
+	srv, l := storeServer(t, st)
+	l.Close()
+	a := &authServer{s: srv}
+	a.once.Do(func() { a.slots = make(chan struct{}, 1) })
+	a.slots <- struct{}{} // every slot busy
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err := a.Authenticate(ctx, &pb.AuthenticateRequest{Name: "root", Password: "pw"})
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("authenticate with every slot busy: %v", err)
+	}
+	<-a.slots
+	resp, err := a.Authenticate(context.Background(), &pb.AuthenticateRequest{Name: "root", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, _, err := st.CheckToken(resp.Token, time.Now().Add(TokenTTL-time.Second)); u != "root" || err != nil {
+		t.Fatalf("token: %q, %v", u, err)
+	}
+	if _, _, err := st.CheckToken(resp.Token, time.Now().Add(TokenTTL+time.Second)); !errors.Is(err, fsm.ErrInvalidAuthToken) {
+		t.Fatalf("token after its TTL: %v", err)
+	}
+	_, err = a.Authenticate(context.Background(), &pb.AuthenticateRequest{Name: "root", Password: "no"})
+	if !errors.Is(err, rpctypes.ErrGRPCAuthFailed) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if len(a.slots) != 0 {
+		t.Fatal("a slot stayed taken")
+	}
+}
