@@ -61,6 +61,15 @@ func TestClusterAuthEnforced(t *testing.T) {
 	if st, body := httpRange(t, ctx, c.Members[g].URL, reader, "/other/x"); st != http.StatusForbidden || !strings.Contains(body, "etcdserver: permission denied") {
 		t.Errorf("reader's outside read over HTTP: %d %s", st, body)
 	}
+	for path, body := range map[string]string{
+		"/v3/kv/put":          `{"key":"` + b64("/apisix/a") + `","value":"eA=="}`,
+		"/v3/kv/deleterange":  `{"key":"` + b64("/other/x") + `"}`,
+		"/v3/kv/lease/revoke": `{"ID":"` + strconv.FormatInt(int64(leaseID), 10) + `"}`,
+	} {
+		if st, out := httpPost(t, ctx, c.Members[f].URL+path, reader, body); st != http.StatusForbidden || !strings.Contains(out, "permission denied") {
+			t.Errorf("reader's %s over HTTP through a follower: %d %s", path, st, out)
+		}
+	}
 	readerRefused(t, withToken(ctx, reader), fc, leaseID)
 	peerRefused(t, ctx, c.Members[leader].PeerAddr, leaseID, authRevision(t, ctx, gc, root))
 	if after := keySpace(t, ctx, gc, root); !reflect.DeepEqual(before, after) {
@@ -170,8 +179,12 @@ func keySpace(t *testing.T, ctx context.Context, cl *clientv3.Client, root strin
 }
 
 func httpRange(t *testing.T, ctx context.Context, url, tok, key string) (int, string) {
-	body := `{"key":"` + b64(key) + `"}`
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v3/kv/range", strings.NewReader(body))
+	return httpPost(t, ctx, url+"/v3/kv/range", tok, `{"key":"`+b64(key)+`"}`)
+}
+
+// httpPost posts body to url with tok raw in Authorization, as APISIX does.
+func httpPost(t *testing.T, ctx context.Context, url, tok, body string) (int, string) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Authorization", tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
