@@ -114,7 +114,7 @@ func (s *Store) authEnable(r *pb.InternalRaftRequest) (*pb.AuthEnableResponse, e
 	if !hasRole(root, rootRole) {
 		return nil, ErrRootRoleNotExist
 	}
-	s.authOn = true
+	s.setAuthOn(true)
 	s.authKey = []byte(r.Authenticate.SimpleToken)
 	s.touchAuth()
 	return resp, nil
@@ -127,9 +127,15 @@ func (s *Store) authDisable() (*pb.AuthDisableResponse, error) {
 	if !s.authOn {
 		return resp, nil
 	}
-	s.authOn = false
+	s.setAuthOn(false)
 	s.touchAuth()
 	return resp, nil
+}
+
+// setAuthOn sets the auth switch; the caller holds mu.
+func (s *Store) setAuthOn(on bool) {
+	s.authOn = on
+	s.authOnFast.Store(on)
 }
 
 // hasRole reports whether u has role.

@@ -101,7 +101,7 @@ func TestTokens(t *testing.T) {
 	if err := s2.Restore(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(s2.Auth(), h.s.Auth()) {
+	if !reflect.DeepEqual(s2.Auth(), h.s.Auth()) || !s2.AuthEnabled() {
 		t.Fatal("auth state differs after restore")
 	}
 	for _, s := range []*Store{h.s, s2} {

@@ -16,12 +16,9 @@ import (
 // revision older than the store's is refused as etcd refuses it. Safe for
 // concurrent use.
 
-// AuthEnabled reports whether authentication is enabled.
-func (s *Store) AuthEnabled() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.authOn
-}
+// AuthEnabled reports whether authentication is enabled, without taking
+// the store's lock.
+func (s *Store) AuthEnabled() bool { return s.authOnFast.Load() }
 
 // CheckPerm checks that user may read (write false) or write the key, or
 // the range [key, end), at auth revision rev. With authentication disabled

@@ -81,7 +81,8 @@ func (s *Store) authState() AuthState {
 
 // setAuth replaces the auth maps with a's records; the caller owns s.
 func (s *Store) setAuth(a AuthState) {
-	s.authOn, s.authRev, s.authKey = a.Enabled, a.Revision, a.Key
+	s.authRev, s.authKey = a.Revision, a.Key
+	s.setAuthOn(a.Enabled)
 	s.users = make(map[string]*authpb.User, len(a.Users))
 	for _, u := range a.Users {
 		s.users[string(u.Name)] = u

@@ -215,7 +215,8 @@ func (s *Store) swapIn(fresh *Store, appliedIndex uint64) {
 	s.mu.Lock()
 	s.keys, s.history, s.rev, s.compactRev, s.leases = fresh.keys, fresh.history, fresh.rev, fresh.compactRev, fresh.leases
 	s.users, s.roles = fresh.users, fresh.roles
-	s.authOn, s.authRev, s.authKey = fresh.authOn, fresh.authRev, fresh.authKey
+	s.authRev, s.authKey = fresh.authRev, fresh.authKey
+	s.setAuthOn(fresh.authOn)
 	s.leaseVersion++
 	s.authVersion++
 	close(s.changed)

@@ -68,10 +68,13 @@ type Store struct {
 	// authOn, authRev and authKey are the auth switch, the auth revision
 	// (the count of auth changes; etcd reports it plus one) and the token
 	// signing key (authtoken.go), set at each enable.
-	authOn  bool
-	authRev uint64
-	authKey []byte
-	changed chan struct{} // closed and replaced whenever rev or compactRev moves
+	authOn bool
+	// authOnFast mirrors authOn for AuthEnabled, which every client call
+	// asks, without the lock.
+	authOnFast atomic.Bool
+	authRev    uint64
+	authKey    []byte
+	changed    chan struct{} // closed and replaced whenever rev or compactRev moves
 
 	applied     atomic.Uint64
 	lastChange  atomic.Uint64 // index of the last entry that was not a no-op
