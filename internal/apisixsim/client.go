@@ -59,6 +59,8 @@ type ClientConfig struct {
 	FailTimeout time.Duration
 	// Timeout bounds each unary call. Zero means DefaultTimeout.
 	Timeout time.Duration
+	// User and Password are etcd.user and etcd.password (see auth.go).
+	User, Password string
 }
 
 // Client is the lua-resty-etcd HTTP transport. It is safe for concurrent
@@ -69,6 +71,9 @@ type Client struct {
 	failTimeout time.Duration
 	timeout     time.Duration
 	hc          *http.Client
+	user        string
+	password    string
+	tok         tokenCache
 
 	mu        sync.Mutex
 	next      int
@@ -88,6 +93,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		maxFails:    cfg.MaxFails,
 		failTimeout: cfg.FailTimeout,
 		timeout:     cfg.Timeout,
+		user:        cfg.User,
+		password:    cfg.Password,
 		fails:       make([]int, len(cfg.Endpoints)),
 		firstFail:   make([]time.Time, len(cfg.Endpoints)),
 		downUntil:   make([]time.Time, len(cfg.Endpoints)),
@@ -269,6 +276,9 @@ func (c *Client) once(ctx context.Context, endpoint, method, path string, body [
 	if err != nil {
 		return nil, err
 	}
+	if err := c.authorize(ctx, req, path); err != nil {
+		return nil, err
+	}
 	// No Content-Type, as lua-resty-etcd; Content-Length from bytes.Reader.
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -292,6 +302,9 @@ func (c *Client) openStream(ctx context.Context, path string, body []byte) (*htt
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoints[idx]+path, bytes.NewReader(body))
 	if err != nil {
+		return nil, err
+	}
+	if err := c.authorize(ctx, req, path); err != nil {
 		return nil, err
 	}
 	resp, err := c.hc.Do(req)
