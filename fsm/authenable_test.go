@@ -128,6 +128,23 @@ func TestTokens(t *testing.T) {
 	if _, _, err := h.s.CheckToken(tok, now); !errors.Is(err, ErrInvalidAuthToken) {
 		t.Errorf("token after a password change: %v", err)
 	}
+	// Deleting the user, or disabling and enabling again, invalidates.
+	rootHash, _ := h.s.CheckPassword("root", "rootpw")
+	rootTok, _ := h.s.IssueToken("root", rootHash, now.Add(time.Minute))
+	hash, _ = h.s.CheckPassword("alice", "pw")
+	tok, _ = h.s.IssueToken("alice", hash, now.Add(time.Minute))
+	mustAuth(t, h, &pb.InternalRaftRequest{AuthUserDelete: &pb.AuthUserDeleteRequest{Name: "alice"}}, nil)
+	if _, _, err := h.s.CheckToken(tok, now); !errors.Is(err, ErrInvalidAuthToken) {
+		t.Errorf("token after the user's deletion: %v", err)
+	}
+	if _, _, err := h.s.CheckToken(rootTok, now); err != nil {
+		t.Errorf("root's token after another user's deletion: %v", err)
+	}
+	mustAuth(t, h, &pb.InternalRaftRequest{AuthDisable: &pb.AuthDisableRequest{}}, nil)
+	mustAuth(t, h, enableReq(t), nil)
+	if _, _, err := h.s.CheckToken(rootTok, now); !errors.Is(err, ErrInvalidAuthToken) {
+		t.Errorf("token after disable and enable: %v", err)
+	}
 }
 
 // TestPerms: READ on a prefix covers reads inside it only; root may do

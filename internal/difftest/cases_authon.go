@@ -98,6 +98,13 @@ func authSetup(c *Conn) (root, reader string) {
 			return a.UserGrantRole(c.Ctx, &pb.AuthUserGrantRoleRequest{User: "reader", Role: "apx"})
 		},
 		func() (any, error) { return a.RoleAdd(c.Ctx, &pb.AuthRoleAddRequest{Name: "other"}) },
+		func() (any, error) { return a.UserAdd(c.Ctx, &pb.AuthUserAddRequest{Name: "writer", Password: "wpw"}) },
+		func() (any, error) { return a.RoleAdd(c.Ctx, &pb.AuthRoleAddRequest{Name: "apw"}) },
+		func() (any, error) {
+			return a.RoleGrantPermission(c.Ctx, &pb.AuthRoleGrantPermissionRequest{Name: "apw", Perm: &authpb.Permission{
+				PermType: authpb.READWRITE, Key: []byte(c.Key("apisix/")), RangeEnd: []byte(prefixEnd(c, "apisix/"))}})
+		},
+		func() (any, error) { return a.UserGrantRole(c.Ctx, &pb.AuthUserGrantRoleRequest{User: "writer", Role: "apw"}) },
 	}
 	for _, s := range steps {
 		_, err := s()
@@ -121,11 +128,11 @@ func authTeardown(c *Conn, root string) {
 		d, err := a.AuthDisable(c.Ctx, &pb.AuthDisableRequest{})
 		c.WantOK(c.GRPC("disable", d, err))
 	})
-	for _, u := range []string{"root", "reader"} {
+	for _, u := range []string{"root", "reader", "writer"} {
 		_, err := a.UserDelete(c.Ctx, &pb.AuthUserDeleteRequest{Name: u})
 		c.Check(err == nil, "teardown: %v", err)
 	}
-	for _, r := range []string{"apx", "other"} {
+	for _, r := range []string{"apx", "other", "apw"} {
 		_, err := a.RoleDelete(c.Ctx, &pb.AuthRoleDeleteRequest{Role: r})
 		c.Check(err == nil, "teardown: %v", err)
 	}
