@@ -104,7 +104,9 @@ func authSetup(c *Conn) (root, reader string) {
 			return a.RoleGrantPermission(c.Ctx, &pb.AuthRoleGrantPermissionRequest{Name: "apw", Perm: &authpb.Permission{
 				PermType: authpb.READWRITE, Key: []byte(c.Key("apisix/")), RangeEnd: []byte(prefixEnd(c, "apisix/"))}})
 		},
-		func() (any, error) { return a.UserGrantRole(c.Ctx, &pb.AuthUserGrantRoleRequest{User: "writer", Role: "apw"}) },
+		func() (any, error) {
+			return a.UserGrantRole(c.Ctx, &pb.AuthUserGrantRoleRequest{User: "writer", Role: "apw"})
+		},
 	}
 	for _, s := range steps {
 		_, err := s()
