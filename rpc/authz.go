@@ -173,12 +173,12 @@ func clientIdentity(ctx context.Context, a AuthChecks) (identity, error) {
 // authorizeClient checks a client call; the identity travels on in ctx
 // for a write the member forwards.
 func (s *Server) authorizeClient(ctx context.Context, req any) (context.Context, error) {
-	c := checkFor(req)
-	if c == nil {
-		return ctx, nil
-	}
 	a := s.b.AuthStore()
 	if !a.AuthEnabled() {
+		return ctx, nil
+	}
+	c := checkFor(req)
+	if c == nil {
 		return ctx, nil
 	}
 	id, err := clientIdentity(ctx, a)
