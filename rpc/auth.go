@@ -37,9 +37,13 @@ func (a *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest
 	}
 	st := a.s.b.AuthStore()
 	a.once.Do(func() { a.slots = make(chan struct{}, runtime.GOMAXPROCS(0)) })
+	waits := a.s.metrics.passwordWaits
+	waits.Inc()
 	select {
 	case a.slots <- struct{}{}:
+		waits.Dec()
 	case <-ctx.Done():
+		waits.Dec()
 		return nil, togRPCError(ctx.Err())
 	}
 	hash, err := st.CheckPassword(r.Name, r.Password)

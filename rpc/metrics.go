@@ -16,6 +16,8 @@ type metrics struct {
 	eventsSent        prometheus.Counter
 	handled           *prometheus.CounterVec
 	latency           *prometheus.HistogramVec
+	// passwordWaits counts authentications waiting for a bcrypt slot.
+	passwordWaits prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -29,9 +31,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			[]string{"grpc_method", "grpc_code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "etcdsql_grpc_duration_seconds", Help: "Unary RPC latency.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"grpc_method"}),
+		passwordWaits: prometheus.NewGauge(prometheus.GaugeOpts{Name: "etcdsql_auth_password_checks_waiting",
+			Help: "Authentications waiting for one of the member's bcrypt slots (one per core)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.watchStreams, m.watchers, m.compactedWatchers, m.eventsSent, m.handled, m.latency)
+		reg.MustRegister(m.watchStreams, m.watchers, m.compactedWatchers, m.eventsSent, m.handled, m.latency, m.passwordWaits)
 	}
 	return m
 }
