@@ -12,7 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-func enableReq(t *testing.T) *pb.InternalRaftRequest {
+func enableReq(t testing.TB) *pb.InternalRaftRequest {
 	k, err := NewSigningKey()
 	if err != nil {
 		t.Fatal(err)
@@ -20,7 +20,7 @@ func enableReq(t *testing.T) *pb.InternalRaftRequest {
 	return &pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}, Authenticate: &pb.InternalAuthenticateRequest{SimpleToken: k}}
 }
 
-func mustAuth(t *testing.T, h *harness, r *pb.InternalRaftRequest, want error) {
+func mustAuth(t testing.TB, h *harness, r *pb.InternalRaftRequest, want error) {
 	t.Helper()
 	if err := h.authApply(r).Err; !errors.Is(err, want) {
 		t.Fatalf("apply %v: %v, want %v", r, err, want)
@@ -63,7 +63,7 @@ func TestAuthEnableRules(t *testing.T) {
 
 // enabledHarness has root, and alice with READ on /apisix/ and WRITE on
 // key "w", auth enabled.
-func enabledHarness(t *testing.T) *harness {
+func enabledHarness(t testing.TB) *harness {
 	h := newHarness(t)
 	for _, r := range []*pb.InternalRaftRequest{userAdd("root", "rootpw"), grantRole("root", "root"),
 		userAdd("alice", "pw"), roleAdd("r"), grantRole("alice", "r"),
@@ -187,5 +187,25 @@ func TestPerms(t *testing.T) {
 	}
 	if err := h.s.CheckAdmin("root", rev); err != nil {
 		t.Errorf("CheckAdmin(root) = %v", err)
+	}
+}
+
+// BenchmarkTokenAndPerm is the work a checked call adds: verifying the
+// token and checking a key against the user's permissions.
+func BenchmarkTokenAndPerm(b *testing.B) {
+	h := enabledHarness(b)
+	hash, _ := h.s.CheckPassword("alice", "pw")
+	tok, _ := h.s.IssueToken("alice", hash, time.Now().Add(time.Hour))
+	key := []byte("/apisix/routes/1")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		u, rev, err := h.s.CheckToken(tok, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := h.s.CheckPerm(u, rev, key, nil, false); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
