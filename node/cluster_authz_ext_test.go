@@ -281,6 +281,13 @@ func peerRefused(t *testing.T, ctx context.Context, addr string, lease clientv3.
 		"no identity": ctx,
 		"reader":      metadata.AppendToOutgoingContext(ctx, "etcdsql-auth-user", "reader", "etcdsql-auth-revision", itoa(authRev)),
 	}
+	// Root checked at an older auth revision than the leader's: refused as
+	// etcd refuses an entry whose header is older than its auth store.
+	old := metadata.AppendToOutgoingContext(ctx, "etcdsql-auth-user", "root", "etcdsql-auth-revision", itoa(authRev-1))
+	if _, err := p.Put(old, &pb.PutRequest{Key: []byte("/apisix/a"), Value: []byte("x")}); err == nil ||
+		!strings.Contains(err.Error(), "revision of auth store is old") {
+		t.Errorf("peer port put as root at an old auth revision: %v", err)
+	}
 	for who, cctx := range as {
 		calls := map[string]func() error{
 			"put": func() error {
