@@ -209,6 +209,7 @@ func readerRefused(t *testing.T, ctx context.Context, fc *clientv3.Client, lease
 		},
 		"read outside": func() error { _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("/other/x")}); return err },
 		"lease revoke": func() error { _, err := ls.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(lease)}); return err },
+		"compact":      func() error { _, err := kv.Compact(ctx, &pb.CompactionRequest{Revision: 2}); return err },
 		"txn": func() error {
 			_, err := kv.Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{putOp("/other/y")}})
 			return err
@@ -302,7 +303,8 @@ func peerRefused(t *testing.T, ctx context.Context, addr string, lease clientv3.
 				_, err := p.Txn(cctx, &pb.TxnRequest{Success: []*pb.RequestOp{putOp("/other/y")}})
 				return err
 			},
-			"revoke": func() error { _, err := p.LeaseRevoke(cctx, &pb.LeaseRevokeRequest{ID: int64(lease)}); return err },
+			"revoke":  func() error { _, err := p.LeaseRevoke(cctx, &pb.LeaseRevokeRequest{ID: int64(lease)}); return err },
+			"compact": func() error { _, err := p.Compact(cctx, &pb.CompactionRequest{Revision: 2}); return err },
 			"user add": func() error {
 				_, err := p.AuthWrite(cctx, &pb.InternalRaftRequest{AuthRoleAdd: &pb.AuthRoleAddRequest{Name: "x"}})
 				return err

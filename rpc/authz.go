@@ -22,8 +22,8 @@ import (
 // keys; a put or delete writes them (and reads them with prev_kv); a
 // transaction checks each compare as a read and each operation as above; a
 // lease revoke, or a put attaching a lease, writes every key the lease
-// holds; user and role management, auth enable and disable, defragment, hash and
-// snapshot need the root role; reading a user needs root or being that
+// holds; user and role management, auth enable and disable, compaction,
+// defragment, hash and snapshot need the root role; reading a user needs root or being that
 // user, reading a role root or having it. A watch create reads its range
 // (watch.go asks watchAllowed). A call without a token is refused with
 // "user name is empty", one with a bad token with "invalid auth token".
@@ -97,7 +97,8 @@ func checkFor(req any) check {
 		*pb.AuthUserGrantRoleRequest, *pb.AuthUserRevokeRoleRequest, *pb.AuthRoleAddRequest,
 		*pb.AuthRoleDeleteRequest, *pb.AuthRoleGrantPermissionRequest, *pb.AuthRoleRevokePermissionRequest,
 		*pb.AuthUserListRequest, *pb.AuthRoleListRequest, *pb.AuthDisableRequest,
-		*pb.DefragmentRequest, *pb.HashRequest, *pb.HashKVRequest, *pb.MoveLeaderRequest, *pb.SnapshotRequest:
+		*pb.DefragmentRequest, *pb.HashRequest, *pb.HashKVRequest, *pb.MoveLeaderRequest, *pb.SnapshotRequest,
+		*pb.CompactionRequest: // etcd 3.4 lets anyone compact (see compatibility.md)
 		return adminCheck
 	}
 	return nil

@@ -59,8 +59,13 @@ func readerCalls(c *Conn, kv pb.KVClient) {
 	c.WantGRPCError(c.Txn("txn writing inside", nil, []clientv3.Op{clientv3.OpPut(c.Key("apisix/r1"), "x")}, nil), "PermissionDenied", errDenied)
 	c.WantOK(c.Txn("txn reading inside", []clientv3.Cmp{clientv3.Compare(clientv3.Version(c.Key("apisix/r1")), ">", 0)},
 		[]clientv3.Op{clientv3.OpGet(c.Key("apisix/r1"))}, nil))
-	// etcd 3.4 does not check a compaction: any user may compact.
-	c.WantOK(c.Compact("compact", 1))
+	// The reference, etcd 3.4.23, lets any user compact, which discards
+	// every user's history; etcdsql requires the root role for it, as it
+	// does for the other maintenance calls.
+	cmp := c.Compact("compact", 1).Lenient("code", "error", "body")
+	if c.Target.Name == "subject" {
+		c.WantGRPCError(cmp, "PermissionDenied", errDenied)
+	}
 	lg, err := c.LeaseStub().LeaseGrant(c.Ctx, &pb.LeaseGrantRequest{ID: c.LeaseID(2), TTL: 60})
 	c.WantOK(c.GRPC("lease grant", lg, err))
 	tl, err := c.LeaseStub().LeaseTimeToLive(c.Ctx, &pb.LeaseTimeToLiveRequest{ID: c.LeaseID(1), Keys: true})
