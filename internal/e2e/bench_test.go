@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,28 +27,11 @@ func benchPuts(b *testing.B, url string, workers int) {
 	for i := 0; i < 8; i++ {
 		cs = append(cs, testserver.NewClient(b, url))
 	}
-	ctx := context.Background()
 	value := strings.Repeat("v", 256)
-	var n atomic.Int64
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			c := cs[w%len(cs)]
-			for i := n.Add(1); i <= int64(b.N); i = n.Add(1) {
-				if _, err := c.Put(ctx, fmt.Sprintf("/bench/%d/%d", w, i), value); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "puts/s")
+	runWorkers(b, workers, cs, "puts/s", func(c *clientv3.Client, w int, i int64) error {
+		_, err := c.Put(context.Background(), fmt.Sprintf("/bench/%d/%d", w, i), value)
+		return err
+	})
 }
 
 // BenchmarkPut measures put throughput (256-byte values) with 1 and 64
