@@ -122,3 +122,59 @@ func (r *tlsFiles) stampOf() string {
 	}
 	return s
 }
+
+// MutualConfig returns a configuration for both ends of a member-to-member
+// connection (the peer port: --peer-cert-file, --peer-key-file,
+// --peer-trusted-ca-file): as a server it requires a client certificate
+// of the CA, as a client it presents its certificate and checks the
+// server's against the CA and the name dialled. The files are re-read as
+// Config re-reads them, on either end's next handshake.
+func (c ClientTLS) MutualConfig() (*tls.Config, error) {
+	c.ClientCertAuth = true
+	if c.TrustedCAFile == "" {
+		return nil, errors.New("peer TLS needs a CA (--peer-trusted-ca-file)")
+	}
+	server, err := c.Config()
+	if err != nil {
+		return nil, err
+	}
+	r := server.GetConfigForClient
+	cfg := server.Clone()
+	cfg.NextProtos = nil
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		sc, err := r(hello)
+		if err == nil {
+			sc.NextProtos = nil
+		}
+		return sc, err
+	}
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		leaf, err := r(nil)
+		if err != nil {
+			return nil, err
+		}
+		return &leaf.Certificates[0], nil
+	}
+	// The server's certificate is checked below, against the CA as the
+	// files hold it now, rather than against a pool fixed at start.
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		sc, err := r(nil)
+		if err != nil {
+			return err
+		}
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("peer TLS: the member presented no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, ic := range cs.PeerCertificates[1:] {
+			inter.AddCert(ic)
+		}
+		_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+			Roots: sc.ClientCAs, Intermediates: inter, DNSName: cs.ServerName,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		})
+		return err
+	}
+	return cfg, nil
+}

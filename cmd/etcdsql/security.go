@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -35,7 +34,8 @@ func clientTLS(o *options, listen []string, log *slog.Logger) (*tls.Config, erro
 	return rpc.ClientTLS{CertFile: o.certFile, KeyFile: o.keyFile, TrustedCAFile: o.trustedCAFile, ClientCertAuth: o.clientCertAuth}.Config()
 }
 
-// peerTLS builds the peer port's mTLS configuration from etcd's flags.
+// peerTLS builds the peer port's mTLS configuration from etcd's flags;
+// the files are re-read when they change.
 func peerTLS(o *options) (*tls.Config, error) {
 	if o.peerCertFile == "" && o.peerKeyFile == "" && o.peerTrustedCAFile == "" {
 		return nil, nil
@@ -43,25 +43,11 @@ func peerTLS(o *options) (*tls.Config, error) {
 	if o.peerCertFile == "" || o.peerKeyFile == "" || o.peerTrustedCAFile == "" {
 		return nil, errors.New("--peer-cert-file, --peer-key-file and --peer-trusted-ca-file go together")
 	}
-	cert, err := tls.LoadX509KeyPair(o.peerCertFile, o.peerKeyFile)
+	cfg, err := rpc.ClientTLS{CertFile: o.peerCertFile, KeyFile: o.peerKeyFile, TrustedCAFile: o.peerTrustedCAFile}.MutualConfig()
 	if err != nil {
-		return nil, fmt.Errorf("peer certificate: %w", err)
+		return nil, fmt.Errorf("peer TLS: %w", err)
 	}
-	ca, err := os.ReadFile(o.peerTrustedCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("--peer-trusted-ca-file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("--peer-trusted-ca-file %s: no certificate in it", o.peerTrustedCAFile)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
+	return cfg, nil
 }
 
 // clusterKey reads --cluster-key-file: its bytes, without the line end an

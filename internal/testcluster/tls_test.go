@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -14,11 +16,40 @@ import (
 	"github.com/etcdsql/etcdsql/rpc"
 )
 
-// With PeerTLS, raft and forwarding run over mutual TLS, and a peer
-// without a certificate of the cluster's CA is turned away.
+// With PeerTLS (from files, as --peer-cert-file and friends give it), raft
+// and forwarding run over mutual TLS, a peer without a certificate of the
+// cluster's CA is turned away, and a member's replaced certificate files
+// are what its next handshakes present.
 func TestPeerMutualTLS(t *testing.T) {
 	ca := testpki.NewCA(t, "members")
-	c := Start(t, Options{Configure: func(i int, mc *node.MemberConfig) { mc.Node.PeerTLS = ca.MutualTLS(ca.Issue(t, "member")) }})
+	dir := t.TempDir()
+	files := func(i int) (string, string) {
+		return filepath.Join(dir, strconv.Itoa(i)+".crt"), filepath.Join(dir, strconv.Itoa(i)+".key")
+	}
+	install := func(i int, leaf *testpki.Leaf) {
+		cert, key := files(i)
+		for src, dst := range map[string]string{leaf.KeyFile: key, leaf.CertFile: cert} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst+".tmp", b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(dst+".tmp", dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := Start(t, Options{Configure: func(i int, mc *node.MemberConfig) {
+		install(i, ca.Issue(t, "member"))
+		cert, key := files(i)
+		cfg, err := rpc.ClientTLS{CertFile: cert, KeyFile: key, TrustedCAFile: ca.CertFile}.MutualConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc.Node.PeerTLS = cfg
+	}})
 	leader := c.Leader(10 * time.Second)
 	f := (leader + 1) % 3
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -40,6 +71,21 @@ func TestPeerMutualTLS(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("a peer with a foreign certificate was let in")
+	}
+
+	rotated := ca.Issue(t, "member")
+	install(leader, rotated)
+	conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", c.Members[leader].PeerAddr, ca.MutualTLS(ca.Issue(t, "member")))
+	if err != nil {
+		t.Fatalf("handshake after the rotation: %v", err)
+	}
+	served := conn.ConnectionState().PeerCertificates[0].SerialNumber
+	conn.Close()
+	if served.Cmp(rotated.Serial) != 0 {
+		t.Fatalf("after replacing the files the peer port serves certificate %v, want %v", served, rotated.Serial)
+	}
+	if _, err := c.Client(f).Put(ctx, "tls", "after rotation"); err != nil {
+		t.Fatalf("write forwarded after the rotation: %v", err)
 	}
 }
 
