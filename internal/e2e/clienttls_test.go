@@ -89,6 +89,18 @@ func TestClientTLS(t *testing.T) {
 		}
 	}
 
+	// A client that names the server (SNI, as APISIX's etcd.tls.sni does)
+	// checks the certificate against that name.
+	named := clientTLS.Clone()
+	named.ServerName = "localhost"
+	if err := handshake(secure, named); err != nil {
+		t.Fatalf("handshake naming localhost: %v", err)
+	}
+	named.ServerName = "etcd.example"
+	if err := handshake(secure, named); err == nil {
+		t.Fatal("a client naming a host the certificate is not for accepted it")
+	}
+
 	if got := servedSerial(t, secure, clientTLS); got != first.Serial.String() {
 		t.Fatalf("served certificate %s, want %s", got, first.Serial)
 	}
