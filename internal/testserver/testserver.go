@@ -5,6 +5,7 @@ package testserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"os"
@@ -64,6 +65,20 @@ func WithSinkAck(ack string) Option {
 // timing, waits until it serves writes, and closes it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	return start(t, nil, nil, opts)
+}
+
+// StartTLS is Start with the client port on https only, serving TLS with
+// server (see rpc.ClientTLS.Config); client is what the readiness probe
+// presents (a client certificate when the server requires one). URL is
+// the https URL.
+func StartTLS(t testing.TB, server, client *tls.Config, opts ...Option) *Server {
+	t.Helper()
+	return start(t, server, client, opts)
+}
+
+func start(t testing.TB, server, client *tls.Config, opts []Option) *Server {
+	t.Helper()
 	nc := node.DefaultConfig()
 	nc.Name = "m1"
 	nc.DataDir = t.TempDir()
@@ -81,6 +96,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 	reg := prometheus.NewRegistry()
 	nc.Registry, rc.Registry, rc.Gatherer = reg, reg, reg
 	cfg := node.MemberConfig{Node: nc, RPC: rc, ListenClientURLs: []string{"http://127.0.0.1:0"}}
+	scheme := "http"
+	if server != nil {
+		scheme = "https"
+		cfg.ListenClientURLs, cfg.ClientTLS = []string{"https://127.0.0.1:0"}, server
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -88,9 +108,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("start member: %v", err)
 	}
-	s := &Server{Member: m, URL: "http://" + m.ClientAddr, DataDir: cfg.Node.DataDir}
+	s := &Server{Member: m, URL: scheme + "://" + m.ClientAddr, DataDir: cfg.Node.DataDir}
 	t.Cleanup(func() { m.Close() })
-	WaitReady(t, s.URL, 10*time.Second)
+	waitReady(t, newClient(t, client, s.URL), s.URL, 10*time.Second)
 	return s
 }
 
@@ -103,8 +123,15 @@ func (s *Server) Client(t testing.TB) *clientv3.Client {
 // the test ends.
 func NewClient(t testing.TB, endpoints ...string) *clientv3.Client {
 	t.Helper()
+	return newClient(t, nil, endpoints...)
+}
+
+// newClient is NewClient with TLS (nil for none).
+func newClient(t testing.TB, tlsCfg *tls.Config, endpoints ...string) *clientv3.Client {
+	t.Helper()
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:          endpoints,
+		TLS:                tlsCfg,
 		DialTimeout:        5 * time.Second,
 		DialOptions:        []grpc.DialOption{},
 		MaxCallRecvMsgSize: 1 << 30,
@@ -122,7 +149,11 @@ func NewClient(t testing.TB, endpoints ...string) *clientv3.Client {
 // without token is an answer too.
 func WaitReady(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
-	c := NewClient(t, url)
+	waitReady(t, NewClient(t, url), url, timeout)
+}
+
+func waitReady(t testing.TB, c *clientv3.Client, url string, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error
 	for time.Now().Before(deadline) {
