@@ -5,6 +5,10 @@
 // compares the answers field by field after masking the header fields that
 // differ between any two clusters (cluster_id, member_id, raft_term).
 //
+// Targets may be https with client certificates required (StartEtcdWith,
+// Target.TLS, TestDifferentialTLS); the TLS cases compare what each side
+// answers to refused clients by outcome class.
+//
 // The pieces: StartEtcd runs a real etcd; Runner pairs two Targets and runs
 // Cases on both; a Case records observations (Conn.Post, Conn.GRPC, Stream
 // windows) and states expectations (Conn.Want) that must hold on both

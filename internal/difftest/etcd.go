@@ -2,6 +2,7 @@ package difftest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,44 @@ var errEtcdExited = errors.New("etcd exited before becoming healthy")
 // case it fails.
 func StartEtcd(t testing.TB) string {
 	t.Helper()
+	return StartEtcdWith(t, EtcdOptions{})
+}
+
+// TLSFiles are a server's client-port TLS files, named after etcd's flags.
+type TLSFiles struct {
+	CertFile, KeyFile string // --cert-file, --key-file
+	TrustedCAFile     string // --trusted-ca-file
+	ClientCertAuth    bool   // --client-cert-auth
+}
+
+// EtcdOptions change how StartEtcdWith starts etcd.
+type EtcdOptions struct {
+	// TLS, when set, makes the client URL https with these files.
+	TLS *TLSFiles
+	// ProbeTLS is the client configuration of the /health probe on an
+	// https client URL (a client certificate when ClientCertAuth is set).
+	ProbeTLS *tls.Config
+}
+
+// args returns the extra etcd flags of the client port.
+func (o EtcdOptions) args() []string {
+	if o.TLS == nil {
+		return nil
+	}
+	a := []string{"--cert-file", o.TLS.CertFile, "--key-file", o.TLS.KeyFile}
+	if o.TLS.TrustedCAFile != "" {
+		a = append(a, "--trusted-ca-file", o.TLS.TrustedCAFile)
+	}
+	if o.TLS.ClientCertAuth {
+		a = append(a, "--client-cert-auth")
+	}
+	return a
+}
+
+// StartEtcdWith is StartEtcd with options; with o.TLS it returns an
+// "https://127.0.0.1:PORT" client URL.
+func StartEtcdWith(t testing.TB, o EtcdOptions) string {
+	t.Helper()
 	bin := EtcdBinary
 	if env := os.Getenv("DIFFTEST_ETCD"); env != "" {
 		bin = env
@@ -54,7 +93,7 @@ func StartEtcd(t testing.TB) string {
 	}
 	var lastErr error
 	for attempt := 1; attempt <= etcdStartAttempts; attempt++ {
-		url, err := startEtcdOnce(t, bin, attempt)
+		url, err := startEtcdOnce(t, bin, attempt, o)
 		if err == nil {
 			return url
 		}
@@ -69,7 +108,7 @@ func StartEtcd(t testing.TB) string {
 
 // startEtcdOnce makes one start attempt. On success the process is owned by
 // a t.Cleanup; on failure it has already been stopped.
-func startEtcdOnce(t testing.TB, bin string, attempt int) (string, error) {
+func startEtcdOnce(t testing.TB, bin string, attempt int, o EtcdOptions) (string, error) {
 	clientPort, err := freePort()
 	if err != nil {
 		return "", err
@@ -79,7 +118,11 @@ func startEtcdOnce(t testing.TB, bin string, attempt int) (string, error) {
 		return "", err
 	}
 	dir := t.TempDir()
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
+	scheme := "http"
+	if o.TLS != nil {
+		scheme = "https"
+	}
+	clientURL := fmt.Sprintf("%s://127.0.0.1:%d", scheme, clientPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 	logPath := filepath.Join(dir, fmt.Sprintf("etcd-%d.log", attempt))
 	logFile, err := os.Create(logPath)
@@ -88,19 +131,19 @@ func startEtcdOnce(t testing.TB, bin string, attempt int) (string, error) {
 	}
 	defer logFile.Close()
 
-	cmd := exec.Command(bin,
+	cmd := exec.Command(bin, append([]string{
 		"--name", "difftest",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--listen-client-urls", clientURL,
 		"--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL,
 		"--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "difftest="+peerURL,
+		"--initial-cluster", "difftest=" + peerURL,
 		"--initial-cluster-state", "new",
 		"--enable-grpc-gateway",
 		"--logger", "zap",
 		"--log-level", "warn",
-	)
+	}, o.args()...)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
@@ -115,7 +158,7 @@ func startEtcdOnce(t testing.TB, bin string, attempt int) (string, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), etcdStartTimeout)
 	defer cancel()
-	if err := waitHealthy(ctx, clientURL, exited); err != nil {
+	if err := waitHealthy(ctx, clientURL, o.ProbeTLS, exited); err != nil {
 		stop()
 		return "", fmt.Errorf("%w; log %s:\n%s", err, logPath, tail(logPath, 2048))
 	}
@@ -130,8 +173,10 @@ func startEtcdOnce(t testing.TB, bin string, attempt int) (string, error) {
 
 // waitHealthy polls GET /health until it reports healthy, the process exits,
 // or ctx ends.
-func waitHealthy(ctx context.Context, clientURL string, exited <-chan error) error {
-	client := &http.Client{Timeout: time.Second}
+func waitHealthy(ctx context.Context, clientURL string, probeTLS *tls.Config, exited <-chan error) error {
+	tr := &http.Transport{TLSClientConfig: probeTLS}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Timeout: time.Second, Transport: tr}
 	ticker := time.NewTicker(healthPollInterval)
 	defer ticker.Stop()
 	var lastErr error

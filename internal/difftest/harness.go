@@ -2,6 +2,7 @@ package difftest
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,9 @@ type Target struct {
 	Name string
 	// URL is the client URL, serving gRPC and the HTTP/JSON gateway.
 	URL string
+	// TLS is the client side of an https URL: the CA pool and, for a
+	// server that requires one, a client certificate.
+	TLS *tls.Config
 }
 
 // Endpoint holds the long-lived clients of one Target, shared by all cases.
@@ -52,12 +56,13 @@ func NewEndpoint(t testing.TB, tg Target) *Endpoint {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{tg.URL},
 		DialTimeout: dialTimeout,
+		TLS:         tg.TLS,
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {
 		t.Fatalf("difftest: dial %s %s: %v", tg.Name, tg.URL, err)
 	}
-	h := NewHTTPClient(tg.URL)
+	h := NewHTTPClientTLS(tg.URL, tg.TLS)
 	t.Cleanup(func() {
 		h.Close()
 		_ = cli.Close()

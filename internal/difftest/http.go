@@ -3,6 +3,7 @@ package difftest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -38,10 +39,22 @@ type HTTPClient struct {
 // NewHTTPClient returns a client for the gateway at baseURL. Deadlines come
 // from the contexts passed to each call.
 func NewHTTPClient(baseURL string) *HTTPClient {
+	return NewHTTPClientTLS(baseURL, nil)
+}
+
+// NewHTTPClientTLS returns a client for an https gateway that speaks
+// HTTP/1.1 over TLS with cfg, as OpenResty does (no ALPN, no HTTP/2); a
+// nil cfg is NewHTTPClient.
+func NewHTTPClientTLS(baseURL string, cfg *tls.Config) *HTTPClient {
 	transport := &http.Transport{
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true, // lua-resty-etcd never asks for gzip
+	}
+	if cfg != nil {
+		transport.TLSClientConfig = cfg.Clone()
+		// A non-nil empty map keeps the transport from offering h2.
+		transport.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	return &HTTPClient{BaseURL: baseURL, client: &http.Client{Transport: transport}}
 }
