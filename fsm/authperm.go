@@ -150,6 +150,17 @@ func covered(perms []interval, key, end []byte) bool {
 // CheckLeaseWrite checks that user may write every key attached to lease
 // id (etcd's rule for revoking a lease, and for attaching one to a key).
 func (s *Store) CheckLeaseWrite(user string, rev uint64, id int64) error {
+	return s.checkLeaseKeys(user, rev, id, true)
+}
+
+// CheckLeaseRead checks that user may read every key attached to lease
+// id: what a lease's time to live reveals (etcd since 3.4.26; 3.4.23 let
+// anyone list a lease's keys).
+func (s *Store) CheckLeaseRead(user string, rev uint64, id int64) error {
+	return s.checkLeaseKeys(user, rev, id, false)
+}
+
+func (s *Store) checkLeaseKeys(user string, rev uint64, id int64, write bool) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	u, err := s.authUser(user, rev)
@@ -160,7 +171,7 @@ func (s *Store) CheckLeaseWrite(user string, rev uint64, id int64) error {
 	if l == nil || hasRole(u, rootRole) {
 		return nil
 	}
-	perms := s.userPerms(u, true)
+	perms := s.userPerms(u, write)
 	for k := range l.keys {
 		if !covered(perms, []byte(k), nil) {
 			return ErrPermissionDenied

@@ -210,6 +210,14 @@ func readerRefused(t *testing.T, ctx context.Context, fc *clientv3.Client, lease
 		"read outside": func() error { _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("/other/x")}); return err },
 		"lease revoke": func() error { _, err := ls.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(lease)}); return err },
 		"compact":      func() error { _, err := kv.Compact(ctx, &pb.CompactionRequest{Revision: 2}); return err },
+		"lease keys": func() error {
+			_, err := ls.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: int64(lease), Keys: true})
+			return err
+		},
+		"member remove": func() error {
+			_, err := pb.NewClusterClient(fc.ActiveConnection()).MemberRemove(ctx, &pb.MemberRemoveRequest{ID: 1})
+			return err
+		},
 		"txn": func() error {
 			_, err := kv.Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{putOp("/other/y")}})
 			return err

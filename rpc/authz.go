@@ -81,6 +81,8 @@ func checkFor(req any) check {
 		return func(a AuthChecks, id identity) error { return checkTxn(a, id, r) }
 	case *pb.LeaseRevokeRequest:
 		return func(a AuthChecks, id identity) error { return a.CheckLeaseWrite(id.user, id.rev, r.ID) }
+	case *pb.LeaseTimeToLiveRequest: // etcd 3.4.26 and later (CVE-2023-32082)
+		return func(a AuthChecks, id identity) error { return a.CheckLeaseRead(id.user, id.rev, r.ID) }
 	case *pb.AuthUserGetRequest:
 		return func(a AuthChecks, id identity) error {
 			err := a.CheckAdmin(id.user, id.rev)
@@ -98,7 +100,8 @@ func checkFor(req any) check {
 		*pb.AuthRoleDeleteRequest, *pb.AuthRoleGrantPermissionRequest, *pb.AuthRoleRevokePermissionRequest,
 		*pb.AuthUserListRequest, *pb.AuthRoleListRequest, *pb.AuthDisableRequest,
 		*pb.DefragmentRequest, *pb.HashRequest, *pb.HashKVRequest, *pb.MoveLeaderRequest, *pb.SnapshotRequest,
-		*pb.CompactionRequest: // etcd 3.4 lets anyone compact (see compatibility.md)
+		*pb.CompactionRequest, // etcd 3.4 lets anyone compact (see compatibility.md)
+		*pb.MemberRemoveRequest:
 		return adminCheck
 	}
 	return nil

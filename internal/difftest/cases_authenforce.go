@@ -68,8 +68,15 @@ func readerCalls(c *Conn, kv pb.KVClient) {
 	}
 	lg, err := c.LeaseStub().LeaseGrant(c.Ctx, &pb.LeaseGrantRequest{ID: c.LeaseID(2), TTL: 60})
 	c.WantOK(c.GRPC("lease grant", lg, err))
+	// The reference, etcd 3.4.23, lists a lease's keys to anyone
+	// (CVE-2023-32082, fixed in 3.4.26); etcdsql refuses a lease's time to
+	// live to a user who cannot read every key attached to it, as fixed
+	// etcd does.
 	tl, err := c.LeaseStub().LeaseTimeToLive(c.Ctx, &pb.LeaseTimeToLiveRequest{ID: c.LeaseID(1), Keys: true})
-	c.GRPC("time to live of a lease holding an outside key", tl, err).Tolerate("body.TTL", 2)
+	ttl := c.GRPC("time to live of a lease holding an outside key", tl, err).Lenient("code", "error", "body")
+	if c.Target.Name == "subject" {
+		c.WantGRPCError(ttl, "PermissionDenied", errDenied)
+	}
 	r, err := c.LeaseStub().LeaseRevoke(c.Ctx, &pb.LeaseRevokeRequest{ID: c.LeaseID(1)})
 	c.WantGRPCError(c.GRPC("revoke a lease holding an outside key", r, err), "PermissionDenied", errDenied)
 	l, err := c.AuthStub().UserList(c.Ctx, &pb.AuthUserListRequest{})
