@@ -4,9 +4,11 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcdsql/etcdsql/fsm"
 )
@@ -15,16 +17,24 @@ import (
 // replicated; their reads are linearizable, after the read barrier), the
 // auth switch, and authenticate. Authenticate checks the password with
 // bcrypt on this member, after the read barrier, at most
-// runtime.GOMAXPROCS at once (others wait, within their deadline), and
+// runtime.GOMAXPROCS at once (others wait, within their deadline, up to
+// waitingPerSlot per slot; more get "too many requests"), and
 // answers a token every member verifies for TokenTTL (see fsm's
 // authtoken.go). No password is ever proposed.
 type authServer struct {
 	pb.UnimplementedAuthServer
 	s *Server
 
-	once  sync.Once
-	slots chan struct{} // one per bcrypt check in progress
+	once    sync.Once
+	slots   chan struct{} // one per bcrypt check in progress
+	waiting atomic.Int64  // checks waiting for a slot
 }
+
+// waitingPerSlot bounds the password checks that may wait for a slot
+// (per slot): beyond it Authenticate answers "too many requests" at once,
+// so a flood of logins cannot queue up more work than a few seconds of
+// bcrypt, and a client that logs in on time still gets through.
+const waitingPerSlot = 32
 
 // TokenTTL is how long a token from Authenticate is valid: etcd's default
 // simple token TTL. Unlike etcd's, it is not extended by use; APISIX and
@@ -37,13 +47,19 @@ func (a *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest
 	}
 	st := a.s.b.AuthStore()
 	a.once.Do(func() { a.slots = make(chan struct{}, runtime.GOMAXPROCS(0)) })
+	if a.waiting.Add(1) > int64(waitingPerSlot*cap(a.slots)) {
+		a.waiting.Add(-1)
+		return nil, rpctypes.ErrGRPCRequestTooManyRequests
+	}
 	waits := a.s.metrics.passwordWaits
 	waits.Inc()
 	select {
 	case a.slots <- struct{}{}:
 		waits.Dec()
+		a.waiting.Add(-1)
 	case <-ctx.Done():
 		waits.Dec()
+		a.waiting.Add(-1)
 		return nil, togRPCError(ctx.Err())
 	}
 	hash, err := st.CheckPassword(r.Name, r.Password)

@@ -54,6 +54,11 @@ func TestAuthenticateBounded(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("authenticate with every slot busy: %v", err)
 	}
+	a.waiting.Store(waitingPerSlot) // as many waiting as may
+	if _, err := a.Authenticate(context.Background(), &pb.AuthenticateRequest{Name: "root", Password: "pw"}); !errors.Is(err, rpctypes.ErrGRPCRequestTooManyRequests) {
+		t.Fatalf("authenticate with the queue full: %v", err)
+	}
+	a.waiting.Store(0)
 	<-a.slots
 	resp, err := a.Authenticate(context.Background(), &pb.AuthenticateRequest{Name: "root", Password: "pw"})
 	if err != nil {
