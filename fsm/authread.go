@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"sort"
 
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -91,4 +92,20 @@ func (s *Store) setAuth(a AuthState) {
 	for _, r := range a.Roles {
 		s.roles[string(r.Name)] = r
 	}
+}
+
+// check refuses an auth state read from a snapshot or the system of
+// record that the store could not run safely: enabled without a full
+// signing key (tokens would be forgeable), or a user whose roles are not
+// in order (role lookups search them).
+func (a AuthState) check() error {
+	if a.Enabled && len(a.Key) != SigningKeyBytes {
+		return fmt.Errorf("fsm: auth state: enabled with a signing key of %d bytes, want %d", len(a.Key), SigningKeyBytes)
+	}
+	for _, u := range a.Users {
+		if !sort.StringsAreSorted(u.Roles) {
+			return fmt.Errorf("fsm: auth state: user %q has its roles out of order", u.Name)
+		}
+	}
+	return nil
 }

@@ -195,6 +195,9 @@ func (s *Store) Restore(r io.Reader) error {
 		}
 		if withAuth {
 			a, err := readAuth(br, getU)
+			if err == nil {
+				err = a.check()
+			}
 			if err != nil {
 				return err
 			}
@@ -231,6 +234,9 @@ func (s *Store) swapIn(fresh *Store, appliedIndex uint64) {
 // and compact revisions, the users and roles. The applied index is reset to 0: the raft log
 // that follows starts afresh. Apply goroutine only, before raft starts.
 func (s *Store) Load(rev, compactRev int64, leases []LeaseInfo, changes []Change, auth AuthState) error {
+	if err := auth.check(); err != nil {
+		return err
+	}
 	fresh := &Store{cfg: s.cfg}
 	fresh.reset()
 	fresh.setAuth(auth)
