@@ -158,8 +158,13 @@ func (c Config) Validate() error {
 	if len(c.ClusterKey) > 0 && len(c.ClusterKey) < MinClusterKeyBytes {
 		errs = append(errs, errShortClusterKey)
 	}
-	if c.Gossip != nil && c.PeerTLS == nil && len(c.ClusterKey) == 0 && !c.TrustedPeerNetwork {
+	unauthenticated := c.PeerTLS == nil && len(c.ClusterKey) == 0 && !c.TrustedPeerNetwork
+	if c.Gossip != nil && unauthenticated {
 		errs = append(errs, errNoMemberAuth)
+	}
+	if c.Gossip == nil && unauthenticated && !loopbackAddr(c.PeerAddr) {
+		errs = append(errs, fmt.Errorf("the peer port %s is reachable from other hosts and nothing authenticates its callers: "+
+			"keep a lone member's peer port on loopback (the default, localhost:2380), or give a cluster key, peer certificates or --trusted-peer-network", c.PeerAddr))
 	}
 	if c.MaxVoters < 0 {
 		errs = append(errs, errors.New("max voters must not be negative"))
@@ -196,4 +201,17 @@ func (c Config) voterLimit() int {
 		return 3
 	}
 	return 1
+}
+
+// loopbackAddr reports whether host:port listens on loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -57,6 +57,9 @@ func configValidateCases() []configCase {
 			c.Gossip = &cluster.Config{}
 			c.ClusterKey = []byte("0123456789abcdef")
 		}, ""},
+		{"lone member's peer port on every address", func(c *node.Config) { c.PeerAddr = "0.0.0.0:2380" }, "reachable from other hosts"},
+		{"lone member's peer port on a trusted network", func(c *node.Config) { c.PeerAddr = ":2380"; c.TrustedPeerNetwork = true }, ""},
+		{"lone member's peer port on localhost", func(c *node.Config) { c.PeerAddr = "localhost:2380" }, ""},
 		{"negative max voters", func(c *node.Config) { c.MaxVoters = -1 }, "max voters must not be negative"},
 		{"sink without a database", func(c *node.Config) { c.Sink = sinkConfig(func(s *sqlsink.Config) { s.SQLitePath = "" }) },
 			"sqlsink: neither a MySQL DSN nor a SQLite path"},
