@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/etcdsql/etcdsql/fsm"
@@ -76,5 +77,49 @@ func TestAuthenticateBounded(t *testing.T) {
 	}
 	if len(a.slots) != 0 {
 		t.Fatal("a slot stayed taken")
+	}
+}
+
+// A watch stream's token is checked as of the stream's first allowed
+// create: a later create on the same stream is not refused because the
+// token has since aged past its TTL, but is refused once the password
+// changed.
+func TestWatchStreamKeepsItsToken(t *testing.T) {
+	st := enabledStore(t)
+	srv, l := storeServer(t, st)
+	l.Close()
+	hash, err := st.CheckPassword("root", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Now().Add(-2 * TokenTTL)
+	tok, err := st.IssueToken("root", hash, opened.Add(TokenTTL)) // expired a TTL ago
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdToken, tok))
+	var fresh time.Time
+	if srv.watchAllowed(ctx, []byte("/a"), nil, &fresh) {
+		t.Fatal("a new stream was allowed with an expired token")
+	}
+	valid, err := st.IssueToken("root", hash, time.Now().Add(TokenTTL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first time.Time
+	if !srv.watchAllowed(metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdToken, valid)), []byte("/a"), nil, &first) || first.IsZero() {
+		t.Fatalf("a stream's first create with a valid token: allowed, noted at %v", first)
+	}
+	at := opened
+	if !srv.watchAllowed(ctx, []byte("/a"), nil, &at) {
+		t.Fatal("a create on a stream whose token was accepted at its start was refused")
+	}
+	r, _ := fsm.HashPassword(&pb.InternalRaftRequest{AuthUserChangePassword: &pb.AuthUserChangePasswordRequest{Name: "root", Password: "new"}}, bcrypt.MinCost)
+	data, _ := fsm.Encode(r)
+	if res := st.Apply(st.AppliedIndex()+1, data); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if srv.watchAllowed(ctx, []byte("/a"), nil, &at) {
+		t.Fatal("a create on the stream was allowed after the password changed")
 	}
 }

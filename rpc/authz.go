@@ -165,18 +165,25 @@ func checkTxn(a AuthChecks, id identity, r *pb.TxnRequest) error {
 
 // clientIdentity resolves a client call's token while authentication is
 // enabled: no token is the empty identity (refused by every check).
-func clientIdentity(ctx context.Context, a AuthChecks) (identity, error) {
+// Its expiry is checked against at.
+func clientIdentity(ctx context.Context, a AuthChecks, at time.Time) (identity, error) {
 	tok := tokenFrom(ctx)
 	if tok == "" {
 		return identity{}, nil
 	}
-	user, rev, err := a.CheckToken(tok, time.Now())
+	user, rev, err := a.CheckToken(tok, at)
 	return identity{user: user, rev: rev}, err
 }
 
 // authorizeClient checks a client call; the identity travels on in ctx
 // for a write the member forwards.
 func (s *Server) authorizeClient(ctx context.Context, req any) (context.Context, error) {
+	return s.authorizeClientAt(ctx, req, time.Now())
+}
+
+// authorizeClientAt is authorizeClient with the token's expiry checked
+// against at.
+func (s *Server) authorizeClientAt(ctx context.Context, req any, at time.Time) (context.Context, error) {
 	a := s.b.AuthStore()
 	if !a.AuthEnabled() {
 		return ctx, nil
@@ -185,7 +192,7 @@ func (s *Server) authorizeClient(ctx context.Context, req any) (context.Context,
 	if c == nil {
 		return ctx, nil
 	}
-	id, err := clientIdentity(ctx, a)
+	id, err := clientIdentity(ctx, a, at)
 	if err == nil {
 		err = c(a, id)
 	}
@@ -217,9 +224,20 @@ func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 
 // watchAllowed checks a watch create on a stream; any failure (no token,
 // bad token, no permission) refuses it as etcd does, with permission
-// denied.
-func (s *Server) watchAllowed(ctx context.Context, key, end []byte) bool {
-	_, err := s.authorizeClient(ctx, &pb.RangeRequest{Key: key, RangeEnd: end})
+// denied. A stream's token is checked as of the stream's first allowed
+// create (*authAt, set here): a clientv3 stream lives on with the token it
+// was opened with, and its later creates are not refused once that token
+// has aged past its TTL; a changed password or a deleted user still
+// refuses them, and permissions are those of now.
+func (s *Server) watchAllowed(ctx context.Context, key, end []byte, authAt *time.Time) bool {
+	at := *authAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	_, err := s.authorizeClientAt(ctx, &pb.RangeRequest{Key: key, RangeEnd: end}, at)
+	if err == nil && authAt.IsZero() && s.b.AuthStore().AuthEnabled() && tokenFrom(ctx) != "" {
+		*authAt = at
+	}
 	return err == nil
 }
 

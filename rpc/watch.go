@@ -131,6 +131,7 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 type watchStream struct {
 	srv    *Server
 	ctx    context.Context
+	authAt time.Time // when the stream's token was first accepted (watchAllowed)
 	stream pb.Watch_WatchServer
 	ws     *fsm.WatchStream
 	opts   map[int64]*watchOpts
@@ -253,7 +254,7 @@ func (st *watchStream) createNow(cr *pb.WatchCreateRequest) error {
 	if len(key) == 0 {
 		key = []byte{0}
 	}
-	if !st.srv.watchAllowed(st.ctx, key, cr.RangeEnd) {
+	if !st.srv.watchAllowed(st.ctx, key, cr.RangeEnd, &st.authAt) {
 		return st.send(&pb.WatchResponse{Header: st.header(st.srv.b.Rev()), WatchId: -1, Created: true, Canceled: true, CancelReason: errWatchDenied})
 	}
 	req := fsm.WatchRequest{ID: cr.WatchId, Key: key, RangeEnd: cr.RangeEnd, StartRev: cr.StartRevision, PrevKV: cr.PrevKv}
