@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"golang.org/x/crypto/bcrypt"
@@ -121,5 +122,54 @@ func TestWatchStreamKeepsItsToken(t *testing.T) {
 	}
 	if srv.watchAllowed(ctx, []byte("/a"), nil, &at) {
 		t.Fatal("a create on the stream was allowed after the password changed")
+	}
+}
+
+// applyAuthWrite applies one auth write to st at its next index.
+func applyAuthWrite(t *testing.T, st *fsm.Store, r *pb.InternalRaftRequest) {
+	t.Helper()
+	h, err := fsm.HashPassword(r, bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := fsm.Encode(h)
+	if res := st.Apply(st.AppliedIndex()+1, data); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+}
+
+// A read whose permission was revoked while it ran (a lagging member
+// applied the revoke during the read's barrier) is refused, not answered.
+func TestReadRecheckedWhenAuthChangesMeanwhile(t *testing.T) {
+	st := enabledStore(t)
+	srv, l := storeServer(t, st)
+	l.Close()
+	perm := &authpb.Permission{PermType: authpb.READ, Key: []byte("/a/"), RangeEnd: []byte("/a0")}
+	for _, r := range []*pb.InternalRaftRequest{
+		{AuthRoleAdd: &pb.AuthRoleAddRequest{Name: "reader"}},
+		{AuthRoleGrantPermission: &pb.AuthRoleGrantPermissionRequest{Name: "reader", Perm: perm}},
+		{AuthUserAdd: &pb.AuthUserAddRequest{Name: "r", Password: "pw"}},
+		{AuthUserGrantRole: &pb.AuthUserGrantRoleRequest{User: "r", Role: "reader"}},
+	} {
+		applyAuthWrite(t, st, r)
+	}
+	hash, err := st.CheckPassword("r", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := st.IssueToken("r", hash, time.Now().Add(TokenTTL))
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdToken, tok))
+	read := &pb.RangeRequest{Key: []byte("/a/x")}
+	answer := &pb.RangeResponse{}
+	quiet := func(context.Context, any) (any, error) { return answer, nil }
+	if resp, err := srv.authUnary(ctx, read, nil, quiet); err != nil || resp != answer {
+		t.Fatalf("read inside the permission: %v, %v", resp, err)
+	}
+	revokeMeanwhile := func(context.Context, any) (any, error) {
+		applyAuthWrite(t, st, &pb.InternalRaftRequest{AuthRoleRevokePermission: &pb.AuthRoleRevokePermissionRequest{Role: "reader", Key: []byte("/a/"), RangeEnd: []byte("/a0")}})
+		return answer, nil
+	}
+	if resp, err := srv.authUnary(ctx, read, nil, revokeMeanwhile); !errors.Is(err, rpctypes.ErrGRPCPermissionDenied) {
+		t.Fatalf("read whose permission was revoked while it ran: %v, %v", resp, err)
 	}
 }

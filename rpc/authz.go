@@ -203,12 +203,40 @@ func (s *Server) authorizeClientAt(ctx context.Context, req any, at time.Time) (
 }
 
 // authUnary is the client port's unary interceptor.
+// A read is checked before it runs, against this member's auth state,
+// and again after it ran if that state changed meanwhile: a linearizable
+// read first waits until the member has applied everything committed
+// before it, so a member that lagged may have applied a revoke (or auth
+// enable) that the first check did not see, as etcd refuses a read whose
+// auth revision moved while it ran.
 func (s *Server) authUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	a := s.b.AuthStore()
+	wasOn, before := a.AuthStatus()
 	ctx, err := s.authorizeClient(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	return h(ctx, req)
+	resp, err := h(ctx, req)
+	if err != nil || !isRead(req) {
+		return resp, err
+	}
+	if on, after := a.AuthStatus(); on != wasOn || after != before {
+		if _, err := s.authorizeClient(ctx, req); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// isRead reports whether req only reads keys.
+func isRead(req any) bool {
+	switch r := req.(type) {
+	case *pb.RangeRequest:
+		return true
+	case *pb.TxnRequest:
+		return fsm.IsTxnReadOnly(r)
+	}
+	return false
 }
 
 // authStream is the client port's stream interceptor: a snapshot needs
