@@ -20,6 +20,10 @@ import (
 // with it, in the batch's transaction: idempotent, and ordered with the
 // revisions around it.
 
+// schemaWithAuth is the database's schema_version once the auth tables
+// exist (1 before: the first release's schema).
+const schemaWithAuth = 2
+
 // metaAuthSchema is the meta row that holds the auth tables' version; no
 // row: the tables do not exist.
 const metaAuthSchema = "auth_schema"
@@ -88,6 +92,12 @@ func (s *Sink) ensureAuthTables(ctx context.Context) error {
 	}
 	if _, err := s.db.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ? AND value < ?", authSchemaVersion, metaAuthSchema, authSchemaVersion); err != nil {
 		return fmt.Errorf("sqlsink: record auth schema: %w", err)
+	}
+	// The database's schema version rises with the auth tables: release
+	// v0.1.0 refuses a database of a newer schema at start, so it cannot
+	// serve, without authentication, a cluster whose data has it.
+	if _, err := s.db.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = ? AND value < ?", schemaWithAuth, metaSchema, schemaWithAuth); err != nil {
+		return fmt.Errorf("sqlsink: record schema %d: %w", schemaWithAuth, err)
 	}
 	s.authTables.Store(true)
 	return nil

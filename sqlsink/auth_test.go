@@ -81,6 +81,10 @@ func testAuthTables(t *testing.T, sk *Sink) {
 	if err := sk.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = ?", metaAuthSchema).Scan(&v); err != nil || v != authSchemaVersion {
 		t.Fatalf("meta auth_schema = %d, %v; want %d", v, err, authSchemaVersion)
 	}
+	// The schema version the first release refuses to open.
+	if err := sk.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = ?", metaSchema).Scan(&v); err != nil || v != schemaWithAuth {
+		t.Fatalf("meta schema_version = %d, %v; want %d", v, err, schemaWithAuth)
+	}
 	rebuilt := rebuild(t, sk)
 	if !reflect.DeepEqual(rebuilt.Auth(), rs.s.Auth()) {
 		t.Fatalf("auth after rebuild:\n%v\nwant\n%v", rebuilt.Auth(), rs.s.Auth())

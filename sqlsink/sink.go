@@ -269,8 +269,11 @@ func (s *Sink) migrate(ctx context.Context) error {
 	if err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = ?", metaSchema).Scan(&v); err != nil {
 		return fmt.Errorf("sqlsink: read schema version: %w", err)
 	}
-	if v > len(migs) {
-		return fmt.Errorf("sqlsink: database schema %d is newer than this binary knows (%d): upgrade etcdsql", v, len(migs))
+	// schemaWithAuth is recorded by the first auth write (auth.go), not
+	// by a migration here: a database that never held a user stays at the
+	// first release's schema.
+	if v > schemaWithAuth {
+		return fmt.Errorf("sqlsink: database schema %d is newer than this binary knows (%d): upgrade etcdsql", v, schemaWithAuth)
 	}
 	for ; v < len(migs); v++ {
 		if v > 0 {

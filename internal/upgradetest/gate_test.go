@@ -2,6 +2,7 @@ package upgradetest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +84,26 @@ func TestMixedVersionRefusesNewCalls(t *testing.T) {
 		if err != nil || u == nil {
 			t.Fatalf("UserGet on %s: %v", m.Name, err)
 		}
+	}
+
+	// Once the data holds users, v0.1.0 cannot take a member back: it
+	// refuses the database's schema at start (operations.md, "Rollback
+	// runbook").
+	if err := c.Stop(last); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(last, old); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for c.Alive(last) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c.Alive(last) {
+		t.Fatalf("v0.1.0 started on a database holding users; its log ends:\n%s", c.LogTail(last, 2000))
+	}
+	if tail := c.LogTail(last, 2000); !strings.Contains(tail, "database schema 2 is newer than this binary knows") {
+		t.Fatalf("v0.1.0 stopped, but not on the schema; its log ends:\n%s", tail)
 	}
 }
 
