@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -41,6 +42,24 @@ func (s *Store) AuthStatus() (enabled bool, revision uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.authOn, s.authRev + 1
+}
+
+// WaitAuthRevision waits, within ctx, until the store's auth revision (as
+// AuthStatus reports it) is at least rev: a leader checking a request a
+// follower already checked at rev first applies what the follower had.
+// Safe for concurrent use.
+func (s *Store) WaitAuthRevision(ctx context.Context, rev uint64) error {
+	for {
+		applied := s.AppliedWait()
+		if _, cur := s.AuthStatus(); cur >= rev {
+			return nil
+		}
+		select {
+		case <-applied:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // CheckPassword checks a user's password with bcrypt, outside the store's

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -171,5 +172,37 @@ func TestReadRecheckedWhenAuthChangesMeanwhile(t *testing.T) {
 	}
 	if resp, err := srv.authUnary(ctx, read, nil, revokeMeanwhile); !errors.Is(err, rpctypes.ErrGRPCPermissionDenied) {
 		t.Fatalf("read whose permission was revoked while it ran: %v, %v", resp, err)
+	}
+}
+
+// peerAuthOf is a peer backend whose auth checks are st's.
+type peerAuthOf struct{ st *fsm.Store }
+
+func (p peerAuthOf) AuthChecks() AuthChecks { return p.st }
+
+// A forwarded request checked at an auth revision the leader has not
+// applied yet waits for it: the leader's check is never against an older
+// auth state than the follower's.
+func TestPeerCheckWaitsForTheFollowersAuthState(t *testing.T) {
+	st := enabledStore(t)
+	_, rev := st.AuthStatus()
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdPeerUser, "root", mdPeerRev, strconv.FormatUint(rev+1, 10)))
+	data, _ := fsm.Encode(&pb.InternalRaftRequest{AuthRoleAdd: &pb.AuthRoleAddRequest{Name: "later"}})
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		if res := st.Apply(st.AppliedIndex()+1, data); res.Err != nil {
+			t.Error(res.Err)
+		}
+	}()
+	start := time.Now()
+	if err := authorizePeer(peerAuthOf{st}, ctx, &pb.PutRequest{Key: []byte("/k")}); err != nil {
+		t.Fatalf("root's put checked at the next auth revision: %v", err)
+	}
+	if waited := time.Since(start); waited < 40*time.Millisecond {
+		t.Fatalf("checked after %v, before the leader applied the follower's auth state", waited)
+	}
+	ahead := metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdPeerUser, "root", mdPeerRev, strconv.FormatUint(rev+100, 10)))
+	if err := authorizePeer(peerAuthOf{st}, ahead, &pb.PutRequest{Key: []byte("/k")}); !errors.Is(err, fsm.ErrAuthOldRevision) {
+		t.Fatalf("a revision the leader never reaches: %v", err)
 	}
 }

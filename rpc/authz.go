@@ -296,10 +296,10 @@ func authorizePeer(srv any, ctx context.Context, req any) error {
 		return nil
 	}
 	c := checkFor(req)
-	a := p.AuthChecks()
-	if c == nil || !a.AuthEnabled() {
+	if c == nil {
 		return nil
 	}
+	a := p.AuthChecks()
 	md, _ := metadata.FromIncomingContext(ctx)
 	var id identity
 	if u, r := md.Get(mdPeerUser), md.Get(mdPeerRev); len(u) == 1 && len(r) == 1 {
@@ -308,6 +308,23 @@ func authorizePeer(srv any, ctx context.Context, req any) error {
 			return fsm.ErrInvalidAuthToken
 		}
 		id = identity{user: u[0], rev: rev}
+		// The follower checked at an auth state this member may not have
+		// applied yet (auth just enabled, a grant or revoke): apply it
+		// first, so the check here is never against an older state.
+		wctx, cancel := context.WithTimeout(ctx, peerAuthWait)
+		err = a.WaitAuthRevision(wctx, rev)
+		cancel()
+		if err != nil {
+			return fsm.ErrAuthOldRevision
+		}
+	}
+	if !a.AuthEnabled() {
+		return nil
 	}
 	return c(a, id)
 }
+
+// peerAuthWait bounds how long the leader waits to apply the auth state a
+// forwarded request was checked at; the entries are committed, so this is
+// the time to apply them.
+const peerAuthWait = 2 * time.Second

@@ -83,6 +83,7 @@ type AuthChecks interface {
 	CheckHasRole(user string, revision uint64, role string) error
 	CheckLeaseWrite(user string, revision uint64, id int64) error
 	CheckLeaseRead(user string, revision uint64, id int64) error
+	WaitAuthRevision(ctx context.Context, revision uint64) error
 }
 
 // Backend is what the services need from a member. Implementations are
