@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,6 +32,9 @@ type Procs struct {
 	t     testing.TB
 	bin   string
 	Procs []*Proc
+	// probe is the TLS configuration readiness probes use on https://
+	// client URLs (nil: http://).
+	probe *tls.Config
 }
 
 // StartProcesses runs n members as processes on loopback, each with the
@@ -38,7 +42,17 @@ type Procs struct {
 // ends. Logs go to <data dir>.log.
 func StartProcesses(t testing.TB, n int, extra ...string) *Procs {
 	t.Helper()
+	return startProcesses(t, n, nil, extra)
+}
+
+func startProcesses(t testing.TB, n int, ct *ClientTLS, extra []string) *Procs {
+	t.Helper()
 	ps := &Procs{t: t, bin: testserver.Build(t)}
+	scheme := "http://"
+	if ct != nil {
+		scheme, ps.probe = "https://", ct.Probe
+		extra = append(ct.flags(), extra...)
+	}
 	ports := freePorts(t, 3*n)
 	keyFile := filepath.Join(t.TempDir(), "cluster.key")
 	if err := os.WriteFile(keyFile, []byte(ClusterKey+"\n"), 0o600); err != nil {
@@ -51,7 +65,7 @@ func StartProcesses(t testing.TB, n int, extra ...string) *Procs {
 	for i := range n {
 		p := &Proc{
 			Name:    "n" + strconv.Itoa(i+1),
-			URL:     "http://127.0.0.1:" + strconv.Itoa(ports[3*i]),
+			URL:     scheme + "127.0.0.1:" + strconv.Itoa(ports[3*i]),
 			DataDir: filepath.Join(t.TempDir(), "data"),
 		}
 		p.args = append([]string{
@@ -77,7 +91,7 @@ func StartProcesses(t testing.TB, n int, extra ...string) *Procs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			testserver.WaitReady(t, p.URL, 30*time.Second)
+			testserver.WaitReadyTLS(t, p.URL, ps.probe, 30*time.Second)
 		}()
 	}
 	wg.Wait()
@@ -167,7 +181,7 @@ func (ps *Procs) WaitStarted(i int, timeout time.Duration) {
 // Restart starts a killed member i again and waits until it serves.
 func (ps *Procs) Restart(i int) {
 	ps.start(i)
-	testserver.WaitReady(ps.t, ps.Procs[i].URL, 30*time.Second)
+	testserver.WaitReadyTLS(ps.t, ps.Procs[i].URL, ps.probe, 30*time.Second)
 }
 
 // Pid returns member i's process ID (0 when stopped).

@@ -126,6 +126,13 @@ func NewClient(t testing.TB, endpoints ...string) *clientv3.Client {
 	return newClient(t, nil, endpoints...)
 }
 
+// NewTLSClient is NewClient for https:// endpoints, with cfg as the TLS
+// configuration (its certificate is the client certificate).
+func NewTLSClient(t testing.TB, cfg *tls.Config, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	return newClient(t, cfg, endpoints...)
+}
+
 // newClient is NewClient with TLS (nil for none).
 func newClient(t testing.TB, tlsCfg *tls.Config, endpoints ...string) *clientv3.Client {
 	t.Helper()
@@ -150,6 +157,13 @@ func newClient(t testing.TB, tlsCfg *tls.Config, endpoints ...string) *clientv3.
 func WaitReady(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
 	waitReady(t, NewClient(t, url), url, timeout)
+}
+
+// WaitReadyTLS is WaitReady for an https:// URL, with cfg as the client's
+// TLS configuration.
+func WaitReadyTLS(t testing.TB, url string, cfg *tls.Config, timeout time.Duration) {
+	t.Helper()
+	waitReady(t, newClient(t, cfg, url), url, timeout)
 }
 
 func waitReady(t testing.TB, c *clientv3.Client, url string, timeout time.Duration) {
