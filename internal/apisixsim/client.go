@@ -3,6 +3,7 @@ package apisixsim
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,9 @@ type ClientConfig struct {
 	Timeout time.Duration
 	// User and Password are etcd.user and etcd.password (see auth.go).
 	User, Password string
+	// TLS is etcd.tls, for https:// endpoints; nil: the defaults (the
+	// system's roots, no client certificate).
+	TLS *TLS
 }
 
 // Client is the lua-resty-etcd HTTP transport. It is safe for concurrent
@@ -81,6 +85,7 @@ type Client struct {
 	firstFail []time.Time
 	downUntil []time.Time
 	failures  int
+	seen      replies
 }
 
 // NewClient returns a Client for cfg.
@@ -109,12 +114,22 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.timeout = DefaultTimeout
 	}
 	c.next = rand.New(rand.NewSource(cfg.Seed)).Intn(len(c.endpoints))
-	c.hc = &http.Client{Transport: &http.Transport{
+	tr := &http.Transport{
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     60 * time.Second, // lua_socket_keepalive_timeout
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
-	}}
+		// HTTP/1.1 only, also over TLS.
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	if cfg.TLS != nil {
+		tc, err := cfg.TLS.config()
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = tc
+	}
+	c.hc = &http.Client{Transport: tr}
 	return c, nil
 }
 
@@ -289,6 +304,7 @@ func (c *Client) once(ctx context.Context, endpoint, method, path string, body [
 	if err != nil {
 		return nil, fmt.Errorf("apisixsim: read %s%s: %w", endpoint, path, err)
 	}
+	c.seen.observe(endpoint, path, resp.StatusCode, raw)
 	return &Reply{Endpoint: endpoint, Status: resp.StatusCode, Raw: raw}, nil
 }
 
@@ -317,11 +333,13 @@ func (c *Client) openStream(ctx context.Context, path string, body []byte) (*htt
 	if resp.StatusCode >= 300 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
+		c.seen.observe(c.endpoints[idx], path, resp.StatusCode, b)
 		if resp.StatusCode >= 500 {
 			c.reportFailure(idx)
 		}
 		return nil, fmt.Errorf("apisixsim: watch on %s: HTTP %d: %s", c.endpoints[idx], resp.StatusCode, b)
 	}
+	c.seen.observe(c.endpoints[idx], path, resp.StatusCode, nil)
 	return resp, nil
 }
 
