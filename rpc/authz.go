@@ -55,9 +55,8 @@ const (
 
 // tokenFrom returns the token a client call carries, or "".
 func tokenFrom(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
 	for _, k := range []string{mdToken, mdAuthorization} {
-		if v := md.Get(k); len(v) > 0 && v[0] != "" {
+		if v := metadata.ValueFromIncomingContext(ctx, k); len(v) > 0 && v[0] != "" {
 			return v[0]
 		}
 	}
@@ -183,21 +182,51 @@ func (s *Server) authorizeClient(ctx context.Context, req any) (context.Context,
 
 // authorizeClientAt is authorizeClient with the token's expiry checked
 // against at.
+//
+// A member decides on its own store, which may trail the leader's (a
+// member just restarted applies nothing until the leader tells it what is
+// committed). When that store cannot vouch for the call (authentication
+// looks disabled although the call carries a token, or the check refuses
+// it), the member first applies everything committed before the call (the
+// read barrier) and decides again; if the barrier fails, its first
+// decision stands. A call that passes, or carries no token while
+// authentication is disabled, costs nothing more.
 func (s *Server) authorizeClientAt(ctx context.Context, req any, at time.Time) (context.Context, error) {
 	a := s.b.AuthStore()
-	if !a.AuthEnabled() {
+	if !a.AuthEnabled() && tokenFrom(ctx) == "" {
 		return ctx, nil
 	}
 	c := checkFor(req)
 	if c == nil {
 		return ctx, nil
 	}
+	checked, err := decide(ctx, a, c, at)
+	if checked != nil {
+		return checked, nil
+	}
+	if s.b.ReadBarrier(ctx) != nil {
+		return ctx, err
+	}
+	if checked, err = decide(ctx, s.b.AuthStore(), c, at); checked != nil {
+		return checked, nil
+	}
+	return ctx, err
+}
+
+// decide checks a call against the member's store as it is: the context
+// to go on with, or nil and why not. A call let through unchecked
+// (authentication disabled) returns nil and no error: the store cannot
+// vouch that it is disabled.
+func decide(ctx context.Context, a AuthChecks, c check, at time.Time) (context.Context, error) {
+	if !a.AuthEnabled() {
+		return nil, nil
+	}
 	id, err := clientIdentity(ctx, a, at)
 	if err == nil {
 		err = c(a, id)
 	}
 	if err != nil {
-		return ctx, togRPCError(err)
+		return nil, togRPCError(err)
 	}
 	return context.WithValue(ctx, identityKey{}, id), nil
 }
