@@ -206,3 +206,24 @@ func TestPeerCheckWaitsForTheFollowersAuthState(t *testing.T) {
 		t.Fatalf("a revision the leader never reaches: %v", err)
 	}
 }
+
+// With authentication on, a malformed request gets etcd's error for it,
+// not "permission denied", whoever sends it.
+func TestMalformedRequestRefusedAsMalformed(t *testing.T) {
+	st := enabledStore(t)
+	srv, l := storeServer(t, st)
+	l.Close()
+	applyAuthWrite(t, st, &pb.InternalRaftRequest{AuthUserAdd: &pb.AuthUserAddRequest{Name: "nobody", Password: "pw"}})
+	hash, err := st.CheckPassword("nobody", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := st.IssueToken("nobody", hash, time.Now().Add(TokenTTL))
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(mdToken, tok))
+	if _, err := srv.authorizeClient(ctx, &pb.PutRequest{}); !errors.Is(err, rpctypes.ErrGRPCEmptyKey) {
+		t.Fatalf("put without a key: %v, want %v", err, rpctypes.ErrGRPCEmptyKey)
+	}
+	if _, err := srv.authorizeClient(ctx, &pb.PutRequest{Key: []byte("/k")}); !errors.Is(err, rpctypes.ErrGRPCPermissionDenied) {
+		t.Fatalf("put outside any permission: %v", err)
+	}
+}

@@ -200,6 +200,11 @@ func (s *Server) authorizeClientAt(ctx context.Context, req any, at time.Time) (
 	if c == nil {
 		return ctx, nil
 	}
+	// A request etcd refuses as malformed gets that error, whoever asks,
+	// and a malformed one costs no permission walk.
+	if err := validateRequest(req, s.limits()); err != nil {
+		return ctx, togRPCError(err)
+	}
 	checked, err := decide(ctx, a, c, at)
 	if checked != nil {
 		return checked, nil
@@ -231,8 +236,7 @@ func decide(ctx context.Context, a AuthChecks, c check, at time.Time) (context.C
 	return context.WithValue(ctx, identityKey{}, id), nil
 }
 
-// authUnary is the client port's unary interceptor.
-// A read is checked before it runs, against this member's auth state,
+// authUnary is the client port's unary interceptor. A read is checked before it runs, against this member's auth state,
 // and again after it ran if that state changed meanwhile: a linearizable
 // read first waits until the member has applied everything committed
 // before it, so a member that lagged may have applied a revoke (or auth
@@ -357,3 +361,19 @@ func authorizePeer(srv any, ctx context.Context, req any) error {
 // forwarded request was checked at; the entries are committed, so this is
 // the time to apply them.
 const peerAuthWait = 2 * time.Second
+
+// validateRequest runs the checks the KV handlers run on req (they run
+// them again: this is for the order of errors with authentication on).
+func validateRequest(req any, l fsm.Limits) error {
+	switch r := req.(type) {
+	case *pb.RangeRequest:
+		return fsm.ValidateRange(r)
+	case *pb.PutRequest:
+		return fsm.ValidatePut(r, l)
+	case *pb.DeleteRangeRequest:
+		return fsm.ValidateDeleteRange(r)
+	case *pb.TxnRequest:
+		return fsm.ValidateTxn(r, l)
+	}
+	return nil
+}
