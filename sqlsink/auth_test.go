@@ -2,7 +2,6 @@ package sqlsink
 
 import (
 	"context"
-	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -11,7 +10,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/etcdsql/etcdsql/fsm"
-	"github.com/etcdsql/etcdsql/internal/mysqltest"
 )
 
 // applyAuth hashes an auth write's password, as the member taking it
@@ -31,24 +29,7 @@ func (r *testStore) applyAuth(req *pb.InternalRaftRequest) {
 // users, roles, permissions and password hashes. Emptying the auth store
 // empties the tables.
 func TestAuthTables(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		cfg  func(*Config)
-	}{
-		{"mariadb", func(c *Config) { c.MySQLDSN = mysqltest.NewDatabase(t) }},
-		{"sqlite", func(c *Config) { c.SQLitePath = filepath.Join(t.TempDir(), "db") }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			tc.cfg(&cfg)
-			sk, err := Open(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sk.Close()
-			testAuthTables(t, sk)
-		})
-	}
+	forEachDatabase(t, testAuthTables)
 }
 
 func testAuthTables(t *testing.T, sk *Sink) {

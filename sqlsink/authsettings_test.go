@@ -1,8 +1,6 @@
 package sqlsink
 
 import (
-	"context"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -10,7 +8,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/fsm"
-	"github.com/etcdsql/etcdsql/internal/mysqltest"
 )
 
 // TestAuthSettings: enabling authentication writes the switch, the auth
@@ -18,24 +15,7 @@ import (
 // database brings them back, so tokens issued before verify after; a
 // disable is written too.
 func TestAuthSettings(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		cfg  func(*Config)
-	}{
-		{"mariadb", func(c *Config) { c.MySQLDSN = mysqltest.NewDatabase(t) }},
-		{"sqlite", func(c *Config) { c.SQLitePath = filepath.Join(t.TempDir(), "db") }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			tc.cfg(&cfg)
-			sk, err := Open(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sk.Close()
-			testAuthSettings(t, sk)
-		})
-	}
+	forEachDatabase(t, testAuthSettings)
 }
 
 func testAuthSettings(t *testing.T, sk *Sink) {

@@ -11,7 +11,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/fsm"
-	"github.com/etcdsql/etcdsql/internal/mysqltest"
 )
 
 // A backlog far larger than one SQL packet (MariaDB's default
@@ -23,66 +22,51 @@ func TestLargeBacklogIsWrittenInBoundedBatches(t *testing.T) {
 	if raceEnabled {
 		t.Skip("scale test: runs in the plain (non-race) pass of make test")
 	}
-	for _, tc := range []struct {
-		name string
-		cfg  func(*Config)
-	}{
-		{"mariadb", func(c *Config) { c.MySQLDSN = mysqltest.NewDatabase(t) }},
-		{"sqlite", func(c *Config) { c.SQLitePath = filepath.Join(t.TempDir(), "db") }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			tc.cfg(&cfg)
-			sk, err := Open(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sk.Close()
-			rs := newTestStore(t)
-			value := bytes.Repeat([]byte("'\\\x00\"\n\r\x1a"), (1<<20)/7)
-			for i := 0; i < 40; i++ {
-				rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(fmt.Sprintf("/big/%02d", i)), Value: value}})
-			}
-			long := bytes.Repeat([]byte("k"), 2990)
-			for i := 0; i < 5000; i++ {
-				rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: fmt.Appendf(append([]byte("/long/"), long...), "%04d", i)}})
-			}
-			rs.apply(&pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("/long/"), RangeEnd: []byte("/long0")}})
-			rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("/last"), Value: []byte("v")}})
-			want := rs.s.Rev()
-			runUntilWithin(t, time.Minute, sk, rs.s, func() bool { return sk.SunkRevision() >= want })
-			if err := sk.Healthy(); err != nil {
-				t.Fatalf("sink unhealthy after the backlog: %v", err)
-			}
+	forEachDatabase(t, func(t *testing.T, sk *Sink) {
+		rs := newTestStore(t)
+		value := bytes.Repeat([]byte("'\\\x00\"\n\r\x1a"), (1<<20)/7)
+		for i := 0; i < 40; i++ {
+			rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(fmt.Sprintf("/big/%02d", i)), Value: value}})
+		}
+		long := bytes.Repeat([]byte("k"), 2990)
+		for i := 0; i < 5000; i++ {
+			rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: fmt.Appendf(append([]byte("/long/"), long...), "%04d", i)}})
+		}
+		rs.apply(&pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("/long/"), RangeEnd: []byte("/long0")}})
+		rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("/last"), Value: []byte("v")}})
+		want := rs.s.Rev()
+		runUntilWithin(t, time.Minute, sk, rs.s, func() bool { return sk.SunkRevision() >= want })
+		if err := sk.Healthy(); err != nil {
+			t.Fatalf("sink unhealthy after the backlog: %v", err)
+		}
 
-			fresh, _ := fsm.New(fsm.DefaultConfig())
-			st, err := sk.LoadInto(context.Background(), fresh)
-			if err != nil {
-				t.Fatal(err)
+		fresh, _ := fsm.New(fsm.DefaultConfig())
+		st, err := sk.LoadInto(context.Background(), fresh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Revision != want || fresh.Rev() != want {
+			t.Fatalf("database at revision %d, loaded store at %d; want %d", st.Revision, fresh.Rev(), want)
+		}
+		all := &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}
+		got, err := fresh.Range(all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp, err := rs.s.Range(all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Kvs) != len(exp.Kvs) || len(got.Kvs) != 41 {
+			t.Fatalf("loaded %d keys, store has %d (want 41)", len(got.Kvs), len(exp.Kvs))
+		}
+		for i := range exp.Kvs {
+			if !bytes.Equal(got.Kvs[i].Key, exp.Kvs[i].Key) || !bytes.Equal(got.Kvs[i].Value, exp.Kvs[i].Value) ||
+				got.Kvs[i].ModRevision != exp.Kvs[i].ModRevision || got.Kvs[i].Version != exp.Kvs[i].Version {
+				t.Fatalf("key %d: loaded %q@%d, store %q@%d", i, got.Kvs[i].Key, got.Kvs[i].ModRevision, exp.Kvs[i].Key, exp.Kvs[i].ModRevision)
 			}
-			if st.Revision != want || fresh.Rev() != want {
-				t.Fatalf("database at revision %d, loaded store at %d; want %d", st.Revision, fresh.Rev(), want)
-			}
-			all := &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}
-			got, err := fresh.Range(all)
-			if err != nil {
-				t.Fatal(err)
-			}
-			exp, err := rs.s.Range(all)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got.Kvs) != len(exp.Kvs) || len(got.Kvs) != 41 {
-				t.Fatalf("loaded %d keys, store has %d (want 41)", len(got.Kvs), len(exp.Kvs))
-			}
-			for i := range exp.Kvs {
-				if !bytes.Equal(got.Kvs[i].Key, exp.Kvs[i].Key) || !bytes.Equal(got.Kvs[i].Value, exp.Kvs[i].Value) ||
-					got.Kvs[i].ModRevision != exp.Kvs[i].ModRevision || got.Kvs[i].Version != exp.Kvs[i].Version {
-					t.Fatalf("key %d: loaded %q@%d, store %q@%d", i, got.Kvs[i].Key, got.Kvs[i].ModRevision, exp.Kvs[i].Key, exp.Kvs[i].ModRevision)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // A batch too big for the write timeout (one revision that deletes 3,000

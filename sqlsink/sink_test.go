@@ -9,6 +9,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/fsm"
+	"github.com/etcdsql/etcdsql/internal/mysqltest"
 )
 
 type testStore struct {
@@ -201,5 +202,28 @@ func TestPartialBatchKeepsLeasesOfStoredKeys(t *testing.T) {
 	}
 	if _, ok := fresh.Lease(42, false); !ok {
 		t.Errorf("database at revision 2 holds key k attached to lease 42, but no lease 42: k can never expire")
+	}
+}
+
+// forEachDatabase runs f as a subtest on a fresh sink of each system of
+// record: a MariaDB database and a SQLite file.
+func forEachDatabase(t *testing.T, f func(t *testing.T, sk *Sink)) {
+	for _, tc := range []struct {
+		name string
+		cfg  func(*Config)
+	}{
+		{"mariadb", func(c *Config) { c.MySQLDSN = mysqltest.NewDatabase(t) }},
+		{"sqlite", func(c *Config) { c.SQLitePath = filepath.Join(t.TempDir(), "db") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.cfg(&cfg)
+			sk, err := Open(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sk.Close()
+			f(t, sk)
+		})
 	}
 }
