@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -29,10 +31,7 @@ func (s *Store) UserList() *pb.AuthUserListResponse {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	resp := &pb.AuthUserListResponse{Header: &pb.ResponseHeader{}}
-	for name := range s.users {
-		resp.Users = append(resp.Users, name)
-	}
-	sort.Strings(resp.Users)
+	resp.Users = slices.Sorted(maps.Keys(s.users))
 	return resp
 }
 
@@ -52,10 +51,7 @@ func (s *Store) RoleList() *pb.AuthRoleListResponse {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	resp := &pb.AuthRoleListResponse{Header: &pb.ResponseHeader{}}
-	for name := range s.roles {
-		resp.Roles = append(resp.Roles, name)
-	}
-	sort.Strings(resp.Roles)
+	resp.Roles = slices.Sorted(maps.Keys(s.roles))
 	return resp
 }
 

@@ -81,7 +81,12 @@ func clusterVersion(self string, servers []raft.Server, members []cluster.Member
 // capable refuses a request whose entry kind the cluster version does not
 // know.
 func (n *Node) capable(r *pb.InternalRaftRequest) error {
-	need := fsm.EntryRelease(r)
+	return n.capableOf(fsm.EntryRelease(r))
+}
+
+// capableOf refuses an entry kind introduced in release need ("" for one
+// this release does not apply) that the cluster version does not know.
+func (n *Node) capableOf(need string) error {
 	if need == release.First {
 		return nil
 	}
@@ -101,7 +106,7 @@ func (n *Node) enqueue(r *pb.InternalRaftRequest, data []byte, timeout time.Dura
 	}
 	n.versions.mu.Lock()
 	defer n.versions.mu.Unlock()
-	if err := n.capable(r); err != nil {
+	if err := n.capableOf(need); err != nil {
 		return nil, err
 	}
 	if release.Compare(need, n.versions.proposed) > 0 {

@@ -48,16 +48,7 @@ type adminWriter struct {
 }
 
 func (w *adminWriter) run(ctx context.Context, stop <-chan struct{}) {
-	tick := time.NewTicker(adminEvery)
-	defer tick.Stop()
-	for seq := 0; seq < adminMaxOps; seq++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-stop:
-			return
-		case <-tick.C:
-		}
+	paced(ctx, stop, adminEvery, adminMaxOps, func(seq int) {
 		op := adminOp{seq: seq, kind: "PUT", id: fmt.Sprintf("r-%02d", seq%routeIDs), begin: time.Now()}
 		desc := opDesc(seq)
 		var res apisixsim.AdminResult
@@ -72,7 +63,7 @@ func (w *adminWriter) run(ctx context.Context, stop <-chan struct{}) {
 		w.mu.Lock()
 		w.ops = append(w.ops, op)
 		w.mu.Unlock()
-	}
+	})
 }
 
 // kvPut is one clientv3 put and how it ended.
@@ -92,16 +83,7 @@ type kvWriter struct {
 }
 
 func (w *kvWriter) run(ctx context.Context, stop <-chan struct{}) {
-	tick := time.NewTicker(kvEvery)
-	defer tick.Stop()
-	for seq := 0; seq < kvMaxOps; seq++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-stop:
-			return
-		case <-tick.C:
-		}
+	paced(ctx, stop, kvEvery, kvMaxOps, func(seq int) {
 		p := kvPut{key: fmt.Sprintf("%sk-%05d", kvPrefix, seq), value: fmt.Sprintf("v-%d", seq), begin: time.Now()}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		resp, err := w.cli.Put(cctx, p.key, p.value)
@@ -113,7 +95,7 @@ func (w *kvWriter) run(ctx context.Context, stop <-chan struct{}) {
 		w.mu.Lock()
 		w.puts = append(w.puts, p)
 		w.mu.Unlock()
-	}
+	})
 }
 
 // load runs both writers until stopped.
@@ -179,5 +161,22 @@ func (l *load) waitAcks(n int, timeout time.Duration) error {
 			return fmt.Errorf("after %v only %d clientv3 puts and %d Admin writes succeeded", timeout, kv, admin)
 		}
 		time.Sleep(pollEvery)
+	}
+}
+
+// paced calls f with 0, 1, ... once per every, at most max times, until ctx
+// ends or stop is closed.
+func paced(ctx context.Context, stop <-chan struct{}, every time.Duration, max int, f func(seq int)) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for seq := 0; seq < max; seq++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		f(seq)
 	}
 }
