@@ -59,8 +59,10 @@ type Config struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 	SnapshotInterval  time.Duration
-	// LeaseCheckInterval is how often the leader looks for expired leases.
-	LeaseCheckInterval time.Duration
+	// LeaseRetryInterval is how long the leader waits before it tries
+	// again to revoke an expired lease whose revoke failed (the lease
+	// clock otherwise sleeps until the next deadline; it never polls).
+	LeaseRetryInterval time.Duration
 	// AutoCompaction compacts old revisions automatically (off when its
 	// Mode is empty).
 	AutoCompaction AutoCompaction
@@ -116,7 +118,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
 		SnapshotInterval:   2 * time.Minute,
-		LeaseCheckInterval: 500 * time.Millisecond,
+		LeaseRetryInterval: 500 * time.Millisecond,
 		FSM:                fsm.DefaultConfig(),
 	}
 }
@@ -136,7 +138,7 @@ func (c Config) Validate() error {
 	if c.MaxRequestBytes <= 0 {
 		errs = append(errs, errors.New("max request bytes must be positive"))
 	}
-	if c.RequestTimeout <= 0 || c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaseCheckInterval <= 0 {
+	if c.RequestTimeout <= 0 || c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaseRetryInterval <= 0 {
 		errs = append(errs, errors.New("timeouts and intervals must be positive"))
 	}
 	if err := c.FSM.Validate(); err != nil {

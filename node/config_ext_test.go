@@ -36,7 +36,7 @@ func configValidateCases() []configCase {
 		{"zero max request bytes", func(c *node.Config) { c.MaxRequestBytes = 0 }, "max request bytes must be positive"},
 		{"zero request timeout", func(c *node.Config) { c.RequestTimeout = 0 }, "timeouts and intervals must be positive"},
 		{"negative election timeout", func(c *node.Config) { c.ElectionTimeout = -time.Second }, "timeouts and intervals must be positive"},
-		{"zero lease check interval", func(c *node.Config) { c.LeaseCheckInterval = 0 }, "timeouts and intervals must be positive"},
+		{"zero lease retry interval", func(c *node.Config) { c.LeaseRetryInterval = 0 }, "timeouts and intervals must be positive"},
 		{"fsm min lease ttl", func(c *node.Config) { c.FSM.MinLeaseTTL = 0 }, "min lease TTL"},
 		{"periodic without period", func(c *node.Config) { c.AutoCompaction = node.AutoCompaction{Mode: node.CompactionPeriodic} },
 			"periodic auto-compaction needs a positive retention period"},

@@ -16,13 +16,16 @@ import (
 // lease expires because of a failover. Safe for concurrent use.
 type lessor struct {
 	store *fsm.Store
-	// sooner gets a value when a deadline is set that may come before the
-	// expiry loop's next check.
+	// sooner gets a value when the expiry loop must look again: this
+	// member became leader, or a grant set a deadline before the one the
+	// loop sleeps until.
 	sooner chan struct{}
 
 	mu        sync.Mutex
 	primary   bool
 	deadlines map[int64]deadline
+	// next is the deadline the expiry loop sleeps until (zero: none).
+	next time.Time
 }
 
 // deadline is when one grant of a lease expires.
@@ -40,6 +43,8 @@ func (l *lessor) promote() {
 	defer l.mu.Unlock()
 	l.primary = true
 	clear(l.deadlines)
+	l.next = time.Time{}
+	l.wake()
 }
 
 func (l *lessor) demote() {
@@ -47,6 +52,7 @@ func (l *lessor) demote() {
 	defer l.mu.Unlock()
 	l.primary = false
 	clear(l.deadlines)
+	l.next = time.Time{}
 }
 
 // deadline returns when lease id expires, starting its TTL now if this
@@ -69,8 +75,12 @@ func (l *lessor) granted(id int64, grantIndex uint64, ttl int64, now time.Time) 
 	if !l.primary {
 		return
 	}
-	l.deadlines[id] = deadline{grantIndex: grantIndex, at: now.Add(time.Duration(ttl) * time.Second)}
-	l.wake()
+	at := now.Add(time.Duration(ttl) * time.Second)
+	l.deadlines[id] = deadline{grantIndex: grantIndex, at: at}
+	if l.next.IsZero() || at.Before(l.next) {
+		l.next = at
+		l.wake()
+	}
 }
 
 // wake tells the expiry loop to look again. Caller holds l.mu.
@@ -143,16 +153,19 @@ func (l *lessor) expired(now time.Time, limit int) (ids []int64, next time.Time)
 			delete(l.deadlines, id)
 		}
 	}
+	l.next = next
 	return out, next
 }
 
 // expireLeases revokes expired leases through raft while this member
-// leads. It looks at the earliest deadline (and at least every
-// LeaseCheckInterval, for leadership changes and revokes that failed),
-// so a lease is revoked within a round trip of its TTL.
+// leads. It never polls: it sleeps until the earliest deadline, and is
+// woken sooner by a grant with an earlier deadline or by winning an
+// election; a revoke that failed is tried again after LeaseRetryInterval.
+// A lease is revoked within a round trip of its TTL.
 func (n *Node) expireLeases() {
 	defer n.wg.Done()
-	t := time.NewTimer(n.cfg.LeaseCheckInterval)
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	defer t.Stop()
 	for {
 		select {
@@ -162,21 +175,29 @@ func (n *Node) expireLeases() {
 		case <-n.lessor.sooner:
 			t.Stop()
 		}
-		ids, next := n.lessor.expired(time.Now(), 1000)
+		const limit = 1000
+		ids, next := n.lessor.expired(time.Now(), limit)
+		failed := false
 		for _, id := range ids {
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 			_, err := n.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
 			cancel()
 			if err != nil && err != fsm.ErrLeaseNotFound {
 				n.log.Warn("revoking expired lease failed", "lease_id", id, "err", err)
+				failed = true
 				break
 			}
 			n.log.Debug("lease expired", "lease_id", id)
 		}
-		wait := n.cfg.LeaseCheckInterval
-		if len(ids) == 0 && !next.IsZero() {
-			wait = min(wait, time.Until(next))
+		switch {
+		case failed:
+			t.Reset(n.cfg.LeaseRetryInterval)
+		case len(ids) == limit:
+			t.Reset(0) // more may be due
+		case !next.IsZero():
+			t.Reset(time.Until(next))
 		}
-		t.Reset(max(wait, time.Millisecond))
+		// Otherwise no lease is waiting: a grant or an election wakes
+		// the loop.
 	}
 }

@@ -144,7 +144,7 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 		nc.HeartbeatTimeout = c.opts.ElectionTimeout
 		nc.ElectionTimeout = c.opts.ElectionTimeout
 	}
-	nc.LeaseCheckInterval = 100 * time.Millisecond
+	nc.LeaseRetryInterval = 100 * time.Millisecond
 	nc.Nonvoter = nonvoter
 	nc.BootstrapExpect = expect
 	if nonvoter || len(c.Members) >= expect {

@@ -85,7 +85,7 @@ func start(t testing.TB, server, client *tls.Config, opts []Option) *Server {
 	nc.PeerAddr = "127.0.0.1:0"
 	nc.HeartbeatTimeout = 200 * time.Millisecond
 	nc.ElectionTimeout = 200 * time.Millisecond
-	nc.LeaseCheckInterval = 100 * time.Millisecond
+	nc.LeaseRetryInterval = 100 * time.Millisecond
 	if os.Getenv("ETCDSQL_TEST_LOG") != "" {
 		nc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
