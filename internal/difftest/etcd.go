@@ -5,15 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/etcdsql/etcdsql/internal/benchload"
 	"github.com/etcdsql/etcdsql/internal/freeport"
 )
 
@@ -27,12 +25,7 @@ const (
 	// etcdStartAttempts retries a start whose process died early, which is
 	// what happens when another process took one of the free ports first.
 	etcdStartAttempts = 3
-	// healthPollInterval is the pause between two /health probes.
-	healthPollInterval = 25 * time.Millisecond
 )
-
-// errEtcdExited reports that the etcd process ended before it was healthy.
-var errEtcdExited = errors.New("etcd exited before becoming healthy")
 
 // StartEtcd starts a single-member etcd 3.4 on free loopback ports, with
 // its data directory in t.TempDir(), waits until /health answers
@@ -98,7 +91,7 @@ func StartEtcdWith(t testing.TB, o EtcdOptions) string {
 			return url
 		}
 		lastErr = err
-		if !errors.Is(err, errEtcdExited) {
+		if !errors.Is(err, benchload.ErrExited) {
 			break
 		}
 	}
@@ -158,63 +151,17 @@ func startEtcdOnce(t testing.TB, bin string, attempt int, o EtcdOptions) (string
 
 	ctx, cancel := context.WithTimeout(context.Background(), etcdStartTimeout)
 	defer cancel()
-	if err := waitHealthy(ctx, clientURL, o.ProbeTLS, exited); err != nil {
+	if err := benchload.WaitHealthy(ctx, clientURL, o.ProbeTLS, exited); err != nil {
 		stop()
-		return "", fmt.Errorf("%w; log %s:\n%s", err, logPath, tail(logPath, 2048))
+		return "", fmt.Errorf("%w; log %s:\n%s", err, logPath, benchload.Tail(logPath, 2048))
 	}
 	t.Cleanup(func() {
 		stop()
 		if t.Failed() {
-			t.Logf("difftest: etcd at %s log tail:\n%s", clientURL, tail(logPath, 2048))
+			t.Logf("difftest: etcd at %s log tail:\n%s", clientURL, benchload.Tail(logPath, 2048))
 		}
 	})
 	return clientURL, nil
-}
-
-// waitHealthy polls GET /health until it reports healthy, the process exits,
-// or ctx ends.
-func waitHealthy(ctx context.Context, clientURL string, probeTLS *tls.Config, exited <-chan error) error {
-	tr := &http.Transport{TLSClientConfig: probeTLS}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Timeout: time.Second, Transport: tr}
-	ticker := time.NewTicker(healthPollInterval)
-	defer ticker.Stop()
-	var lastErr error
-	for {
-		ok, err := probeHealth(ctx, client, clientURL)
-		if ok {
-			return nil
-		}
-		lastErr = err
-		select {
-		case err := <-exited:
-			return fmt.Errorf("%w: %v", errEtcdExited, err)
-		case <-ctx.Done():
-			return fmt.Errorf("etcd at %s not healthy in time (last probe: %v): %w", clientURL, lastErr, ctx.Err())
-		case <-ticker.C:
-		}
-	}
-}
-
-// probeHealth makes one GET /health request.
-func probeHealth(ctx context.Context, client *http.Client, clientURL string) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
-	if err != nil {
-		return false, fmt.Errorf("build /health request: %w", err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("GET /health: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return false, fmt.Errorf("read /health: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"health":"true"`) {
-		return false, fmt.Errorf("GET /health: %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	return true, nil
 }
 
 // freePort picks a free port on 127.0.0.1 (see freeport.Ports). The port
@@ -225,16 +172,4 @@ func freePort() (int, error) {
 		return 0, err
 	}
 	return ports[0], nil
-}
-
-// tail returns at most the last n bytes of a file, for diagnostics.
-func tail(path string, n int64) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	if int64(len(b)) > n {
-		b = b[int64(len(b))-n:]
-	}
-	return string(b)
 }

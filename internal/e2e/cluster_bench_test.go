@@ -10,104 +10,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/encoding/protowire"
-
+	"github.com/etcdsql/etcdsql/internal/benchload"
 	"github.com/etcdsql/etcdsql/internal/mysqltest"
 	"github.com/etcdsql/etcdsql/internal/testcluster"
 	"github.com/etcdsql/etcdsql/internal/testserver"
 	"github.com/etcdsql/etcdsql/node"
 )
-
-func percentile(d []time.Duration, p int) time.Duration {
-	slices.Sort(d)
-	return d[min(len(d)-1, len(d)*p/100)]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// gogoCodec decodes etcd's messages with their generated code: the
-// benchmark's 9,000 watchers share this machine's two cores with the
-// members, and protobuf reflection would make the client the bottleneck.
-type gogoCodec struct{}
-
-func (gogoCodec) Name() string { return "proto" }
-
-func (gogoCodec) Marshal(v any) (mem.BufferSlice, error) {
-	b, err := v.(interface{ Marshal() ([]byte, error) }).Marshal()
-	return mem.BufferSlice{mem.SliceBuffer(b)}, err
-}
-
-func (gogoCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	return v.(interface{ Unmarshal([]byte) error }).Unmarshal(data.Materialize())
-}
-
-// rawWatchResponse reads only what the benchmark needs from a
-// WatchResponse (created, and each event's value), without building the
-// message: the client's decoding would otherwise take half the machine.
-type rawWatchResponse struct {
-	created bool
-	values  [][]byte
-}
-
-func (r *rawWatchResponse) Unmarshal(b []byte) error {
-	r.created, r.values = false, r.values[:0]
-	return walkFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
-		switch {
-		case num == 3 && typ == protowire.VarintType:
-			r.created = x != 0
-		case num == 11 && typ == protowire.BytesType: // events
-			return walkFields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-				if num != 2 || typ != protowire.BytesType { // kv
-					return nil
-				}
-				return walkFields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-					if num == 5 && typ == protowire.BytesType { // value
-						r.values = append(r.values, v)
-					}
-					return nil
-				})
-			})
-		}
-		return nil
-	})
-}
-
-func walkFields(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		if err := f(num, typ, v, x); err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
-}
 
 // BenchmarkClusterPut compares put throughput and latency of one member
 // and of three (in-process, MariaDB as the system of record, sync acks),
@@ -117,37 +28,8 @@ func BenchmarkClusterPut(b *testing.B) {
 		for _, workers := range []int{1, 64} {
 			b.Run(fmt.Sprintf("nodes=%d/clients=%d", size, workers), func(b *testing.B) {
 				c := testcluster.Start(b, testcluster.Options{Size: size, MySQLDSN: mysqltest.NewDatabase(b)})
-				var cs []*clientv3.Client
-				for i := range 8 {
-					cs = append(cs, c.Client(i%size))
-				}
-				value := strings.Repeat("v", 256)
-				lats := make([][]time.Duration, workers)
-				var n atomic.Int64
-				ctx := context.Background()
 				b.ResetTimer()
-				start := time.Now()
-				var wg sync.WaitGroup
-				for w := range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						cl := cs[w%len(cs)]
-						for i := n.Add(1); i <= int64(b.N); i = n.Add(1) {
-							t0 := time.Now()
-							if _, err := cl.Put(ctx, fmt.Sprintf("/bench/%d/%d", w, i), value); err != nil {
-								b.Error(err)
-								return
-							}
-							lats[w] = append(lats[w], time.Since(t0))
-						}
-					}()
-				}
-				wg.Wait()
-				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "puts/s")
-				all := slices.Concat(lats...)
-				b.ReportMetric(ms(percentile(all, 50)), "p50-ms")
-				b.ReportMetric(ms(percentile(all, 99)), "p99-ms")
+				benchPuts(b, workers, c.Endpoints()...)
 			})
 		}
 	}
@@ -158,7 +40,6 @@ func BenchmarkClusterPut(b *testing.B) {
 // connection per stream, as gateways have); each put's events must reach
 // all 9,000 watchers. Reports put→event latency over every delivery.
 func BenchmarkClusterWatchFanout(b *testing.B) {
-	const streamsPerMember, perStream = 30, 100
 	// ETCDSQL_BENCH_URLS (three comma-separated client URLs) runs the same
 	// load against another cluster, e.g. etcd's, for comparison.
 	var endpoints []string
@@ -172,95 +53,34 @@ func BenchmarkClusterWatchFanout(b *testing.B) {
 			pids = append(pids, ps.Pid(i))
 		}
 	}
-	writer := testserver.NewClient(b, endpoints...)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	lats := make([][]time.Duration, 0, 3*streamsPerMember)
-	var wg sync.WaitGroup
-	for m, url := range endpoints {
-		for range streamsPerMember {
-			wc := testserver.NewClient(b, url)
-			stream, err := wc.ActiveConnection().NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
-				"/etcdserverpb.Watch/Watch", grpc.ForceCodecV2(gogoCodec{}))
-			if err != nil {
-				b.Fatal(err)
-			}
-			for range perStream {
-				req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{
-					Key: []byte("/fan/"), RangeEnd: []byte("/fan0")}}}
-				if err := stream.SendMsg(req); err != nil {
-					b.Fatal(err)
-				}
-				var resp rawWatchResponse
-				if err := stream.RecvMsg(&resp); err != nil || !resp.created {
-					b.Fatalf("member %d: create: %+v %v", m, resp, err)
-				}
-			}
-			lats = append(lats, nil)
-			slot := &lats[len(lats)-1]
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var resp rawWatchResponse
-				for len(*slot) < b.N*perStream {
-					if err := stream.RecvMsg(&resp); err != nil {
-						return
-					}
-					now := time.Now()
-					for _, v := range resp.values {
-						ns, _ := strconv.ParseInt(string(v), 10, 64)
-						*slot = append(*slot, now.Sub(time.Unix(0, ns)))
-					}
-				}
-			}()
-		}
-	}
-	var putLat []time.Duration
-	if prof := os.Getenv("ETCDSQL_BENCH_PROFILE"); prof != "" {
-		go saveProfile(endpoints[1]+"/debug/pprof/profile?seconds=15", prof)
-	}
-	b.ResetTimer()
-	selfCPU, membersCPU := processCPU(b, os.Getpid()), processCPU(b, pids...)
-	for range b.N {
-		start := time.Now()
-		if _, err := writer.Put(ctx, "/fan/k", strconv.FormatInt(start.UnixNano(), 10)); err != nil {
-			b.Fatal(err)
-		}
-		putLat = append(putLat, time.Since(start))
+	var selfCPU, membersCPU time.Duration
+	events, puts, err := benchload.WatchLatency(context.Background(), benchload.WatchLoad{
 		// 20 puts/s, each fanned out to 9,000 watchers: far above
 		// APISIX's rate of configuration changes.
-		time.Sleep(50 * time.Millisecond)
-	}
-	waited := make(chan struct{})
-	go func() { wg.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(time.Minute):
-		b.Fatal("events missing after a minute")
-	}
+		Endpoints: endpoints, Watchers: 3000, Puts: b.N, Rate: 20,
+		Ready: func() {
+			if prof := os.Getenv("ETCDSQL_BENCH_PROFILE"); prof != "" {
+				go saveProfile(endpoints[1]+"/debug/pprof/profile?seconds=15", prof)
+			}
+			b.ResetTimer()
+			selfCPU, membersCPU = processCPU(b, os.Getpid()), processCPU(b, pids...)
+		},
+	})
 	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
 	// Where the machine's two cores went, per put: the benchmark's own
 	// process (the writer and the 9,000 watchers' receiving) and the
 	// members.
-	b.ReportMetric(ms(processCPU(b, os.Getpid())-selfCPU)/float64(b.N), "bench-cpu-ms/op")
+	b.ReportMetric(benchload.Ms(processCPU(b, os.Getpid())-selfCPU)/float64(b.N), "bench-cpu-ms/op")
 	if len(pids) > 0 {
-		b.ReportMetric(ms(processCPU(b, pids...)-membersCPU)/float64(b.N), "members-cpu-ms/op")
+		b.ReportMetric(benchload.Ms(processCPU(b, pids...)-membersCPU)/float64(b.N), "members-cpu-ms/op")
 	}
-	var all []time.Duration
-	for _, l := range lats {
-		if len(l) != b.N*perStream {
-			b.Fatalf("a stream got %d events, want %d", len(l), b.N*perStream)
-		}
-		all = append(all, l...)
-	}
-	for m := range 3 {
-		member := slices.Concat(lats[m*streamsPerMember : (m+1)*streamsPerMember]...)
-		b.Logf("watchers on member %d: p50 %.1f ms, p99 %.1f ms", m, ms(percentile(member, 50)), ms(percentile(member, 99)))
-	}
-	b.Logf("put p50 %.1f ms", ms(percentile(putLat, 50)))
-	b.ReportMetric(ms(percentile(putLat, 99)), "put-p99-ms")
-	b.ReportMetric(ms(percentile(all, 50)), "p50-ms")
-	b.ReportMetric(ms(percentile(all, 99)), "p99-ms")
+	b.Logf("put p50 %.1f ms", benchload.Ms(puts.Percentile(50)))
+	b.ReportMetric(benchload.Ms(puts.Percentile(99)), "put-p99-ms")
+	b.ReportMetric(benchload.Ms(events.Percentile(50)), "p50-ms")
+	b.ReportMetric(benchload.Ms(events.Percentile(99)), "p99-ms")
 }
 
 // processCPU returns the CPU time (user and system) the processes have
@@ -321,8 +141,8 @@ func BenchmarkClusterFailover(b *testing.B) {
 	for _, d := range took {
 		sum += d
 	}
-	b.ReportMetric(ms(sum/time.Duration(len(took))), "mean-ms")
-	b.ReportMetric(ms(slices.Max(took)), "max-ms")
+	b.ReportMetric(benchload.Ms(sum/time.Duration(len(took))), "mean-ms")
+	b.ReportMetric(benchload.Ms(slices.Max(took)), "max-ms")
 }
 
 // procLeader returns the index of the process that leads.

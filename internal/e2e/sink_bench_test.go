@@ -23,7 +23,7 @@ func BenchmarkSinkPut(b *testing.B) {
 	for _, ack := range []string{sqlsink.AckSync, sqlsink.AckAsync} {
 		b.Run("ack="+ack, func(b *testing.B) {
 			s := testserver.Start(b, testserver.WithMySQL(mysqltest.NewDatabase(b)), testserver.WithSinkAck(ack))
-			benchPuts(b, s.URL, 64)
+			benchPuts(b, 64, s.URL)
 		})
 	}
 }
