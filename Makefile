@@ -3,7 +3,7 @@ BIN      ?= bin/etcdsql
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := $(if $(COMMIT),-X github.com/etcdsql/etcdsql/internal/release.commit=$(COMMIT))
 
-.PHONY: build run cluster test test-race bench fuzz lint clean
+.PHONY: build run cluster test test-race bench bench-compare fuzz lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/etcdsql
@@ -23,6 +23,12 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 30m ./...
+
+## bench-compare: the same loads on a real etcd 3.4 (Debian's etcd-server) and on etcdsql, interleaved,
+## one table of medians and ratios; MYSQL_DSN=... adds MariaDB (sync acks) and the three-member loads;
+## BENCH_COMPARE_FLAGS=--quick for a short run (go run ./internal/benchcompare --help lists the loads)
+bench-compare: build
+	$(GO) run ./internal/benchcompare --etcdsql $(BIN) --mysql-dsn "$(MYSQL_DSN)" $(BENCH_COMPARE_FLAGS)
 
 ## fuzz: each fuzz target for FUZZTIME (the seed corpora also run in `make test`)
 FUZZTIME ?= 15s
