@@ -3,7 +3,6 @@ package benchload
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/etcdsql/etcdsql/internal/apisixsim"
@@ -40,37 +39,27 @@ func FullLoad(ctx context.Context, cfg FullLoadConfig) (Result, error) {
 		return Result{}, err
 	}
 	lats := make([]time.Duration, cfg.Gateways)
-	errs := make([]error, cfg.Gateways)
 	start := time.Now()
-	var wg sync.WaitGroup
-	for g := range cfg.Gateways {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := newClient(int64(100 + g))
-			if err != nil {
-				errs[g] = err
-				return
-			}
-			defer c.Close()
-			d, err := apisixsim.StartDataPlane(ctx, apisixsim.DataPlaneConfig{Client: c})
-			lats[g] = time.Since(start)
-			if err != nil {
-				errs[g] = err
-				return
-			}
-			defer d.Close()
-			if n := len(d.Tables()["/routes"]); n != cfg.Routes {
-				errs[g] = fmt.Errorf("gateway %d loaded %d routes, want %d", g, n, cfg.Routes)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	for _, err := range errs {
+	err = parallel(cfg.Gateways, func(g int) error {
+		c, err := newClient(int64(100 + g))
 		if err != nil {
-			return Result{}, err
+			return err
 		}
+		defer c.Close()
+		d, err := apisixsim.StartDataPlane(ctx, apisixsim.DataPlaneConfig{Client: c})
+		lats[g] = time.Since(start)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if n := len(d.Tables()["/routes"]); n != cfg.Routes {
+			return fmt.Errorf("gateway %d loaded %d routes, want %d", g, n, cfg.Routes)
+		}
+		return nil
+	})
+	elapsed := time.Since(start)
+	if err != nil {
+		return Result{}, err
 	}
 	return result(cfg.Gateways, elapsed, lats), nil
 }
@@ -87,23 +76,13 @@ func writeRoutes(ctx context.Context, endpoints []string, n int) error {
 		return err
 	}
 	const writers = 16
-	errs := make([]error, writers)
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n && errs[w] == nil; i += writers {
-				v := fmt.Sprintf(`{"id":"%05d","uri":"/r/%05d/*","methods":["GET","POST"],"upstream":{"type":"roundrobin","nodes":{"127.0.0.1:1980":1}},"create_time":1764633600,"update_time":1764633600}`, i, i)
-				_, errs[w] = c.Put(ctx, fmt.Sprintf("/apisix/routes/%05d", i), v)
+	return parallel(writers, func(w int) error {
+		for i := w; i < n; i += writers {
+			v := fmt.Sprintf(`{"id":"%05d","uri":"/r/%05d/*","methods":["GET","POST"],"upstream":{"type":"roundrobin","nodes":{"127.0.0.1:1980":1}},"create_time":1764633600,"update_time":1764633600}`, i, i)
+			if _, err := c.Put(ctx, fmt.Sprintf("/apisix/routes/%05d", i), v); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
 		}
-	}
-	return nil
+		return nil
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,33 +74,25 @@ func (l Load) run(ctx context.Context, op func(ctx context.Context, c *clientv3.
 	defer cancel()
 	var n atomic.Int64
 	lats := make([][]time.Duration, l.Workers)
-	errs := make([]error, l.Workers)
 	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range l.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := cs[w%len(cs)]
-			for i := 0; n.Add(1) <= int64(l.Ops) && ctx.Err() == nil; i++ {
-				t0 := time.Now()
-				if err := op(ctx, c, w, i); err != nil {
-					if ctx.Err() == nil {
-						errs[w] = err
-						cancel()
-					}
-					return
+	err = parallel(l.Workers, func(w int) error {
+		c := cs[w%len(cs)]
+		for i := 0; n.Add(1) <= int64(l.Ops) && ctx.Err() == nil; i++ {
+			t0 := time.Now()
+			if err := op(ctx, c, w, i); err != nil {
+				if ctx.Err() != nil {
+					return nil // the load's time is up, or another worker failed
 				}
-				lats[w] = append(lats[w], time.Since(t0))
+				cancel()
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	for _, err := range errs {
-		if err != nil {
-			return Result{}, err
+			lats[w] = append(lats[w], time.Since(t0))
 		}
+		return nil
+	})
+	elapsed := time.Since(start)
+	if err != nil {
+		return Result{}, err
 	}
 	r := result(0, elapsed, lats...)
 	r.Ops = len(r.Lat)

@@ -2,6 +2,7 @@ package benchload
 
 import (
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -48,3 +49,24 @@ func result(ops int, elapsed time.Duration, lats ...[]time.Duration) Result {
 
 // Ms is d in milliseconds, for reports.
 func Ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// parallel runs f(0) ... f(n-1) each in its own goroutine and returns the
+// first error (in index order) once all have returned.
+func parallel(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
