@@ -32,7 +32,8 @@ func (gogoCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // rawWatchResponse reads only what the loads need from a WatchResponse
-// (created, and each event's type and value), without building the
+// (created, and for each event whether it is a delete, and a put's value
+// or a delete's key), without building the
 // message: the client's decoding would otherwise take half the machine.
 type rawWatchResponse struct {
 	created bool
@@ -47,24 +48,26 @@ func (r *rawWatchResponse) Unmarshal(b []byte) error {
 		case num == 3 && typ == protowire.VarintType:
 			r.created = x != 0
 		case num == 11 && typ == protowire.BytesType: // events
-			del := false
+			del, kv := false, []byte(nil)
 			err := walkFields(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 				switch {
 				case num == 1 && typ == protowire.VarintType: // type
 					del = x == 1
 				case num == 2 && typ == protowire.BytesType: // kv
-					return walkFields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-						switch {
-						case num == 1 && typ == protowire.BytesType && del: // key, for deletes
-							r.values = append(r.values, v)
-						case num == 5 && typ == protowire.BytesType && !del: // value
-							r.values = append(r.values, v)
-						}
-						return nil
-					})
+					kv = v
 				}
 				return nil
 			})
+			var val []byte
+			if err == nil {
+				err = walkFields(kv, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+					if (num == 1 && del) || (num == 5 && !del) { // a delete's key, a put's value
+						val = v
+					}
+					return nil
+				})
+			}
+			r.values = append(r.values, val)
 			r.deletes = append(r.deletes, del)
 			return err
 		}
