@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/etcdsql/etcdsql/internal/benchload"
+	"github.com/etcdsql/etcdsql/internal/serverproc"
 )
 
 func main() {
@@ -147,11 +147,11 @@ func firstLine(b []byte) string {
 // server is one kind of server the loads run on.
 type server struct {
 	name  string
-	start func(ctx context.Context, dir string, members int) (*benchload.Server, func(), error)
+	start func(ctx context.Context, dir string, members int) (*serverproc.Server, func(), error)
 }
 
-func (b *bench) startEtcd(_ context.Context, dir string, members int) (*benchload.Server, func(), error) {
-	s, err := benchload.StartEtcd(b.o.etcd, dir, members)
+func (b *bench) startEtcd(_ context.Context, dir string, members int) (*serverproc.Server, func(), error) {
+	s, err := serverproc.StartEtcd(b.o.etcd, dir, members)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -160,8 +160,8 @@ func (b *bench) startEtcd(_ context.Context, dir string, members int) (*benchloa
 
 // startEtcdsql starts etcdsql members, on a fresh MariaDB database with
 // sync acks when mariadb is set.
-func (b *bench) startEtcdsql(mariadb bool) func(ctx context.Context, dir string, members int) (*benchload.Server, func(), error) {
-	return func(ctx context.Context, dir string, members int) (*benchload.Server, func(), error) {
+func (b *bench) startEtcdsql(mariadb bool) func(ctx context.Context, dir string, members int) (*serverproc.Server, func(), error) {
+	return func(ctx context.Context, dir string, members int) (*serverproc.Server, func(), error) {
 		var extra []string
 		drop := func() {}
 		if mariadb {
@@ -171,7 +171,7 @@ func (b *bench) startEtcdsql(mariadb bool) func(ctx context.Context, dir string,
 			}
 			extra, drop = []string{"--mysql-dsn", dsn, "--sink-ack", "sync"}, dropDB
 		}
-		s, err := benchload.StartEtcdsql(b.o.etcdsql, dir, members, extra...)
+		s, err := serverproc.StartEtcdsql(b.o.etcdsql, dir, members, extra...)
 		if err != nil {
 			drop()
 			return nil, nil, err

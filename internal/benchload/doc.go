@@ -1,8 +1,8 @@
 // Package benchload holds the project's load generators: puts, point
 // reads, compare-and-swap transactions, put → watch event latency, lease
 // expiry lag and APISIX's full load, each against any etcd v3 endpoints
-// (etcdsql or a real etcd), and the starting of etcd and etcdsql processes
-// to run them on. The testing.B benchmarks and `make bench-compare`
+// (etcdsql or a real etcd; internal/serverproc starts either). The
+// testing.B benchmarks and `make bench-compare`
 // (internal/benchcompare) share them, so both measure the same thing.
 //
 // Every load is bounded in count and in time: it stops at whichever of

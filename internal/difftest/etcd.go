@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdsql/etcdsql/internal/benchload"
 	"github.com/etcdsql/etcdsql/internal/freeport"
+	"github.com/etcdsql/etcdsql/internal/serverproc"
 )
 
 // EtcdBinary is the etcd 3.4 executable started by StartEtcd. The
@@ -91,7 +91,7 @@ func StartEtcdWith(t testing.TB, o EtcdOptions) string {
 			return url
 		}
 		lastErr = err
-		if !errors.Is(err, benchload.ErrExited) {
+		if !errors.Is(err, serverproc.ErrExited) {
 			break
 		}
 	}
@@ -151,14 +151,14 @@ func startEtcdOnce(t testing.TB, bin string, attempt int, o EtcdOptions) (string
 
 	ctx, cancel := context.WithTimeout(context.Background(), etcdStartTimeout)
 	defer cancel()
-	if err := benchload.WaitHealthy(ctx, clientURL, o.ProbeTLS, exited); err != nil {
+	if err := serverproc.WaitHealthy(ctx, clientURL, o.ProbeTLS, exited); err != nil {
 		stop()
-		return "", fmt.Errorf("%w; log %s:\n%s", err, logPath, benchload.Tail(logPath, 2048))
+		return "", fmt.Errorf("%w; log %s:\n%s", err, logPath, serverproc.Tail(logPath, 2048))
 	}
 	t.Cleanup(func() {
 		stop()
 		if t.Failed() {
-			t.Logf("difftest: etcd at %s log tail:\n%s", clientURL, benchload.Tail(logPath, 2048))
+			t.Logf("difftest: etcd at %s log tail:\n%s", clientURL, serverproc.Tail(logPath, 2048))
 		}
 	})
 	return clientURL, nil

@@ -1,4 +1,8 @@
-package benchload
+// Package serverproc starts etcd 3.4 and etcdsql server processes (one
+// member or a cluster) on loopback and waits until they are healthy, for
+// benchmarks that compare them (internal/benchcompare) and for tests that
+// start a real etcd (internal/difftest).
+package serverproc
 
 import (
 	"context"
