@@ -98,3 +98,36 @@ func TestLeaseDeadlineRunsFromGrant(t *testing.T) {
 		t.Fatal("a follower recorded a deadline")
 	}
 }
+
+// The expiry loop is woken only when it must look sooner than it sleeps:
+// on winning an election, and by a grant whose deadline comes before the
+// one it sleeps until; not by a later grant.
+func TestLessorWakesOnlyForAnEarlierDeadline(t *testing.T) {
+	store, _ := fsm.New(fsm.DefaultConfig())
+	l := newLessor(store)
+	woken := func() bool {
+		select {
+		case <-l.sooner:
+			return true
+		default:
+			return false
+		}
+	}
+	l.promote()
+	if !woken() {
+		t.Fatal("winning an election did not wake the expiry loop")
+	}
+	t0 := time.Now()
+	l.granted(7, 1, 5, t0)
+	if !woken() {
+		t.Fatal("the first grant did not wake the expiry loop")
+	}
+	l.granted(8, 2, 10, t0)
+	if woken() {
+		t.Error("a grant expiring after the next deadline woke the expiry loop")
+	}
+	l.granted(9, 3, 2, t0)
+	if !woken() {
+		t.Error("a grant expiring before the next deadline did not wake the expiry loop")
+	}
+}
