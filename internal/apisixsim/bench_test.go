@@ -2,16 +2,14 @@ package apisixsim
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/etcdsql/etcdsql/internal/mysqltest"
+	"github.com/etcdsql/etcdsql/internal/serverproc"
 	"github.com/etcdsql/etcdsql/internal/testcluster"
 )
 
@@ -61,7 +59,7 @@ func BenchmarkGateways200(b *testing.B) {
 	cpu0, rss := membersUsage(b, ps)
 	time.Sleep(10 * time.Second) // the idle window measured
 	cpu1, _ := membersUsage(b, ps)
-	idleCPU := float64(cpu1-cpu0) / 10 / 10 // clock ticks (1/100 s) over 10 s, in % of a core
+	idleCPU := (cpu1 - cpu0).Seconds() / 10 * 100 // over 10 s, in % of a core
 
 	admin := NewAdmin(newClient(2))
 	var lat []time.Duration
@@ -110,29 +108,16 @@ func BenchmarkGateways200(b *testing.B) {
 	b.ReportMetric(float64(rss)/(1<<20), "idle-rss-MiB")
 }
 
-// membersUsage returns the members' total CPU time (clock ticks) and
-// resident memory (bytes).
-func membersUsage(b *testing.B, ps *testcluster.Procs) (ticks int64, rss int64) {
+// membersUsage returns the members' total CPU time and resident memory
+// (bytes).
+func membersUsage(b *testing.B, ps *testcluster.Procs) (time.Duration, int64) {
+	var pids []int
 	for i := range ps.Procs {
-		pid := ps.Pid(i)
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			b.Fatal(err)
-		}
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += ut + st
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				rss += kb << 10
-			}
-		}
+		pids = append(pids, ps.Pid(i))
 	}
-	return ticks, rss
+	cpu, rss, err := serverproc.Usage(pids...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpu, rss
 }

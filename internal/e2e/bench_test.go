@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcdsql/etcdsql/internal/benchload"
 	"github.com/etcdsql/etcdsql/internal/mysqltest"
+	"github.com/etcdsql/etcdsql/internal/serverproc"
 	"github.com/etcdsql/etcdsql/internal/testcluster"
 	"github.com/etcdsql/etcdsql/internal/testserver"
 )
@@ -194,17 +195,9 @@ func BenchmarkIdleWatcherRSS(b *testing.B) {
 
 // rss reads a process's resident set size in bytes.
 func rss(b *testing.B, pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	_, n, err := serverproc.Usage(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024
-		}
-	}
-	b.Fatal("no VmRSS")
-	return 0
+	return n
 }

@@ -1,20 +1,19 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/etcdsql/etcdsql/internal/benchload"
 	"github.com/etcdsql/etcdsql/internal/mysqltest"
+	"github.com/etcdsql/etcdsql/internal/serverproc"
 	"github.com/etcdsql/etcdsql/internal/testcluster"
 	"github.com/etcdsql/etcdsql/internal/testserver"
 	"github.com/etcdsql/etcdsql/node"
@@ -84,22 +83,13 @@ func BenchmarkClusterWatchFanout(b *testing.B) {
 }
 
 // processCPU returns the CPU time (user and system) the processes have
-// used, from /proc.
+// used.
 func processCPU(b *testing.B, pids ...int) time.Duration {
-	var total time.Duration
-	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			b.Fatal(err)
-		}
-		// The command name, in parentheses, may hold spaces: count
-		// fields after it. utime and stime are fields 14 and 15.
-		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-		utime, _ := strconv.ParseInt(f[11], 10, 64)
-		stime, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+	cpu, _, err := serverproc.Usage(pids...)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return total
+	return cpu
 }
 
 // BenchmarkClusterFailover: three member processes with default raft

@@ -214,3 +214,31 @@ func Tail(path string, n int64) string {
 	}
 	return string(b)
 }
+
+// Usage returns the CPU time (user and system) the processes have used and
+// their total resident memory in bytes, from /proc.
+func Usage(pids ...int) (cpu time.Duration, rss int64, err error) {
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, 0, err
+		}
+		// The command name, in parentheses, may hold spaces: count
+		// fields after it. utime and stime are fields 14 and 15.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		cpu += time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				rss += kb << 10
+			}
+		}
+	}
+	return cpu, rss, nil
+}
