@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -127,34 +128,77 @@ type Result struct {
 // system of record relies on (see checkEntry) is refused in the Result,
 // alike on every member. Apply goroutine only.
 func (s *Store) Apply(idx uint64, data []byte) *Result {
+	return s.ApplyBatch([]Entry{{Index: idx, Data: data}})[0]
+}
+
+// Entry is one committed raft entry for ApplyBatch. Skip marks an index
+// with nothing to apply (a configuration change): it only moves the
+// applied index.
+type Entry struct {
+	Index uint64
+	Data  []byte
+	Skip  bool
+}
+
+// ApplyBatch applies committed entries in order, each as Apply does, and
+// announces the new revision and applied index once, after the last: the
+// system of record, the watchers and the reads waiting on an index wake
+// once per batch instead of once per entry. It stops at the first entry
+// that comes back as ErrUnknownEntry; the results after it are nil, and
+// the applied index stays before it. A Skip entry's result is nil. Apply
+// goroutine only.
+func (s *Store) ApplyBatch(entries []Entry) []*Result {
+	results := make([]*Result, len(entries))
+	s.mu.RLock()
+	before, beforeCompact := s.rev, s.compactRev
+	s.mu.RUnlock()
+	applied := uint64(0)
+	for i, e := range entries {
+		if e.Skip {
+			applied = max(applied, e.Index)
+			continue
+		}
+		res := s.applyOne(e.Index, e.Data)
+		results[i] = res
+		if errors.Is(res.Err, ErrUnknownEntry) {
+			break
+		}
+		applied = e.Index
+	}
+	s.mu.Lock()
+	if s.rev != before || s.compactRev != beforeCompact {
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	s.mu.Unlock()
+	if applied > s.applied.Load() {
+		s.setApplied(applied)
+	}
+	return results
+}
+
+// applyOne applies one entry without announcing it (ApplyBatch does).
+func (s *Store) applyOne(idx uint64, data []byte) *Result {
 	r, err := Decode(data)
 	if err != nil {
 		return &Result{Err: fmt.Errorf("%w: index %d: %v", ErrUnknownEntry, idx, err)}
 	}
-	var res *Result
 	if r.Size() == 0 {
 		// The empty request is the no-op a new leader commits to learn
 		// that everything before its term has been applied.
-		res = &Result{}
-	} else if res = s.apply(idx, r); res == nil {
-		return &Result{Err: fmt.Errorf("%w: index %d: a request this release does not know", ErrUnknownEntry, idx)}
-	} else {
-		s.lastChange.Store(idx)
+		return &Result{}
 	}
-	s.setApplied(idx)
+	res := s.apply(idx, r)
+	if res == nil {
+		return &Result{Err: fmt.Errorf("%w: index %d: a request this release does not know", ErrUnknownEntry, idx)}
+	}
+	s.lastChange.Store(idx)
 	return res
 }
 
 func (s *Store) apply(idx uint64, r *pb.InternalRaftRequest) *Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	before, beforeCompact := s.rev, s.compactRev
-	defer func() {
-		if s.rev != before || s.compactRev != beforeCompact {
-			close(s.changed)
-			s.changed = make(chan struct{})
-		}
-	}()
 	if err := s.checkEntry(r); err != nil {
 		return &Result{Err: err}
 	}

@@ -131,6 +131,9 @@ func TestClusterSnapshotCatchUp(t *testing.T) {
 		mc.Node.SnapshotThreshold = 16
 		mc.Node.TrailingLogs = 4
 		mc.Node.SnapshotInterval = 50 * time.Millisecond
+		// Small segments, so that the wal store drops the entries the
+		// snapshot covers instead of serving them from its open segment.
+		mc.Node.WALSegmentBytes = 2048
 	}})
 	ctx := testCtx(t)
 	leader := c.Leader(10 * time.Second)

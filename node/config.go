@@ -55,6 +55,14 @@ type Config struct {
 	// HeartbeatTimeout and ElectionTimeout are raft's.
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
+	// LogStore names the raft log store of a new data dir (LogStoreWAL or
+	// LogStoreBoltDB); a data dir keeps the one it holds.
+	LogStore string
+	// WALSegmentBytes is the size of the wal store's segment files (0:
+	// raft-wal's default, 64 MiB). The wal store drops log entries a
+	// snapshot made unneeded a whole sealed segment at a time, and serves
+	// those of its open segment until it fills.
+	WALSegmentBytes int
 	// SnapshotThreshold and TrailingLogs control raft log compaction.
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
@@ -115,6 +123,7 @@ func DefaultConfig() Config {
 		RequestTimeout:     5 * time.Second,
 		HeartbeatTimeout:   1000 * time.Millisecond,
 		ElectionTimeout:    1000 * time.Millisecond,
+		LogStore:           LogStoreWAL,
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
 		SnapshotInterval:   2 * time.Minute,
@@ -140,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 || c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaseRetryInterval <= 0 {
 		errs = append(errs, errors.New("timeouts and intervals must be positive"))
+	}
+	if c.LogStore != LogStoreWAL && c.LogStore != LogStoreBoltDB {
+		errs = append(errs, fmt.Errorf("raft log store %q: want %s or %s", c.LogStore, LogStoreWAL, LogStoreBoltDB))
 	}
 	if err := c.FSM.Validate(); err != nil {
 		errs = append(errs, err)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/etcdsql/etcdsql/cluster"
 	"github.com/etcdsql/etcdsql/fsm"
@@ -27,7 +26,7 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	peer      *rpc.PeerPort
-	logStore  *raftboltdb.BoltStore
+	logStore  logStore
 	lessor    *lessor
 	sink      *sqlsink.Sink    // nil without a system of record
 	gossip    *cluster.Cluster // nil without gossip (a lone member)

@@ -11,8 +11,6 @@ import (
 
 	"github.com/etcdsql/etcdsql/rpc"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 )
 
 // Raft's setup: the log and stable store (raft-boltdb/v2), snapshots on
@@ -38,22 +36,15 @@ func (n *Node) raftConfig() *raft.Config {
 
 // openLog opens the raft log and stable store, and the snapshot store.
 func (n *Node) openLog(dir string) (raft.SnapshotStore, error) {
-	var err error
-	// The freelist is rebuilt on open instead of written on every commit,
-	// and a large initial mmap avoids remapping (which stalls writers) as
-	// the log grows.
-	n.logStore, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(dir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			Timeout:         time.Second,
-			NoFreelistSync:  true,
-			FreelistType:    bbolt.FreelistMapType,
-			InitialMmapSize: 256 << 20,
-		},
-	})
+	store, kind, err := openLogStore(dir, n.cfg.LogStore, n.cfg.WALSegmentBytes)
 	if err != nil {
-		return nil, fmt.Errorf("node: open raft log: %w", err)
+		return nil, err
 	}
+	n.logStore = store
+	if kind != n.cfg.LogStore && n.cfg.LogStore != "" {
+		n.log.Warn("the data dir holds another raft log store than --raft-log-store names; keeping the data dir's", "store", kind, "flag", n.cfg.LogStore)
+	}
+	n.log.Info("raft log opened", "store", kind)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger(n.baseLog.With("component", "raft"), "snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("node: open snapshots: %w", err)

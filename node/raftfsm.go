@@ -15,21 +15,47 @@ import (
 type raftFSM struct{ n *Node }
 
 var (
-	_ raft.FSM                = raftFSM{}
+	_ raft.BatchingFSM        = raftFSM{}
 	_ raft.ConfigurationStore = raftFSM{}
 )
 
 func (f raftFSM) Apply(l *raft.Log) interface{} {
-	f.n.lead.nudge(l)
-	res := f.n.store.Apply(l.Index, l.Data)
-	if errors.Is(res.Err, fsm.ErrUnknownEntry) {
-		f.n.stopApplying(l.Index, res.Err)
-		return res
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies a batch of committed entries (commands and
+// configuration changes) in one call to the store, which announces the
+// batch once: the sink writes it in one transaction and every waiter wakes
+// once.
+func (f raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	entries := make([]fsm.Entry, len(logs))
+	var lastCommand *raft.Log
+	for i, l := range logs {
+		entries[i] = fsm.Entry{Index: l.Index, Data: l.Data, Skip: l.Type != raft.LogCommand}
+		if l.Type == raft.LogCommand {
+			lastCommand = l
+		}
 	}
-	if g := res.LeaseGrant; g != nil && res.Err == nil {
-		f.n.lessor.granted(g.ID, l.Index, g.TTL, time.Now())
+	if lastCommand != nil {
+		f.n.lead.nudge(lastCommand)
 	}
-	return res
+	results := f.n.store.ApplyBatch(entries)
+	out := make([]interface{}, len(logs))
+	now := time.Now()
+	for i, res := range results {
+		if res == nil {
+			continue
+		}
+		out[i] = res
+		if errors.Is(res.Err, fsm.ErrUnknownEntry) {
+			f.n.stopApplying(logs[i].Index, res.Err)
+			return out
+		}
+		if g := res.LeaseGrant; g != nil && res.Err == nil {
+			f.n.lessor.granted(g.ID, logs[i].Index, g.TTL, now)
+		}
+	}
+	return out
 }
 
 // StoreConfiguration moves the applied index over configuration entries so

@@ -3,7 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"time"
 
@@ -139,12 +139,23 @@ func (n *Node) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	return resp, nil
 }
 
+// dbSize is the size of the raft log's files, which Status reports as
+// etcd's backend size.
 func (n *Node) dbSize() int64 {
-	fi, err := os.Stat(filepath.Join(n.cfg.DataDir, "raft", "raft.db"))
-	if err != nil {
-		return 0
+	var size int64
+	dir := filepath.Join(n.cfg.DataDir, "raft")
+	for _, p := range []string{filepath.Join(dir, boltLogFile), filepath.Join(dir, walLogDir)} {
+		filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if fi, err := d.Info(); err == nil {
+				size += fi.Size()
+			}
+			return nil
+		})
 	}
-	return fi.Size()
+	return size
 }
 
 func (n *Node) registerMetrics(reg prometheus.Registerer) {

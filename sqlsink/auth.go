@@ -110,26 +110,25 @@ func (s *Sink) writeAuth(sc *script, a *fsm.AuthState) {
 	}
 	sc.add("auth settings", "INSERT INTO auth_settings (id, enabled, revision, signing_key) VALUES (1, ?, ?, ?)",
 		boolInt(a.Enabled), a.Revision, nonNil(a.Key))
-	maxParams := s.d.maxParams()
-	sc.addRows("auth users", "INSERT INTO auth_users (name, password, no_password) VALUES ", "", 3, maxParams, func(yield func([]any)) {
+	sc.addRows("auth users", "INSERT INTO auth_users (name, password, no_password) VALUES ", "", 3, s.d, func(yield func([]any)) {
 		for _, u := range a.Users {
 			yield([]any{u.Name, nonNil(u.Password), boolInt(u.Options != nil && u.Options.NoPassword)})
 		}
 	})
-	sc.addRows("auth user roles", "INSERT INTO auth_user_roles (user_name, role_name) VALUES ", "", 2, maxParams, func(yield func([]any)) {
+	sc.addRows("auth user roles", "INSERT INTO auth_user_roles (user_name, role_name) VALUES ", "", 2, s.d, func(yield func([]any)) {
 		for _, u := range a.Users {
 			for _, r := range u.Roles {
 				yield([]any{u.Name, []byte(r)})
 			}
 		}
 	})
-	sc.addRows("auth roles", "INSERT INTO auth_roles (name) VALUES ", "", 1, maxParams, func(yield func([]any)) {
+	sc.addRows("auth roles", "INSERT INTO auth_roles (name) VALUES ", "", 1, s.d, func(yield func([]any)) {
 		for _, r := range a.Roles {
 			yield([]any{r.Name})
 		}
 	})
 	head := "INSERT INTO auth_permissions (role_name, seq, perm_type, " + s.d.q("key") + ", range_end) VALUES "
-	sc.addRows("auth permissions", head, "", 5, maxParams, func(yield func([]any)) {
+	sc.addRows("auth permissions", head, "", 5, s.d, func(yield func([]any)) {
 		for _, r := range a.Roles {
 			for i, p := range r.KeyPermission {
 				yield([]any{r.Name, i, int32(p.PermType), nonNil(p.Key), nonNil(p.RangeEnd)})

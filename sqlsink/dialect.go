@@ -15,6 +15,12 @@ type dialect interface {
 	migrations() [][]string
 	// q quotes an identifier.
 	q(name string) string
+	// rowsPerStatement bounds the rows of one insert (0: only by
+	// maxParams and maxStatementBytes). SQLite takes one: its statements
+	// are prepared once and run per row, which costs less than parsing a
+	// new multi-row statement for every batch; MySQL takes as many as fit,
+	// to spare round trips.
+	rowsPerStatement() int
 	// insertIgnore starts an insert that skips rows whose key exists.
 	insertIgnore(table string) string
 	// upsertKV is the suffix that makes an insert into kv update a row
@@ -56,6 +62,7 @@ type mysqlDialect struct{}
 func (mysqlDialect) driver() string               { return "mysql" }
 func (mysqlDialect) q(name string) string         { return "`" + name + "`" }
 func (mysqlDialect) maxParams() int               { return 60000 }
+func (mysqlDialect) rowsPerStatement() int        { return 0 }
 func (mysqlDialect) lockMeta() string             { return "SELECT value FROM meta WHERE name = ? FOR UPDATE" }
 func (mysqlDialect) sessionSetup() string         { return "SET SESSION innodb_lock_wait_timeout = 1" }
 func (mysqlDialect) sessionID() string            { return "SELECT CONNECTION_ID()" }
@@ -96,6 +103,7 @@ type sqliteDialect struct{}
 func (sqliteDialect) driver() string               { return "sqlite" }
 func (sqliteDialect) q(name string) string         { return `"` + name + `"` }
 func (sqliteDialect) maxParams() int               { return 30000 }
+func (sqliteDialect) rowsPerStatement() int        { return 1 }
 func (sqliteDialect) lockMeta() string             { return "SELECT value FROM meta WHERE name = ?" }
 func (sqliteDialect) sessionSetup() string         { return "" }
 func (sqliteDialect) sessionID() string            { return "" }

@@ -13,12 +13,12 @@ import (
 )
 
 type testStore struct {
-	t   *testing.T
+	t   testing.TB
 	s   *fsm.Store
 	idx uint64
 }
 
-func newTestStore(t *testing.T) *testStore {
+func newTestStore(t testing.TB) *testStore {
 	s, err := fsm.New(fsm.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)

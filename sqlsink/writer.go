@@ -210,7 +210,7 @@ func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbComp
 	}()
 	var sc script
 	if !w.recorded && w.id != 0 {
-		sc.add("record writer session", "UPDATE meta SET value = ? WHERE name = ?", w.id, metaWriterConn)
+		sc.add("record writer session", setMeta, w.id, metaWriterConn)
 	}
 	s.writeLog(&sc, ch.Changes)
 	s.writeCurrent(&sc, ch.Changes)
@@ -230,13 +230,13 @@ func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbComp
 		stmts := s.d.compactLog()
 		sc.add("compact", stmts[0], ch.CompactRev, ch.CompactRev)
 		sc.add("compact", stmts[1], ch.CompactRev)
-		sc.add("compact", "UPDATE meta SET value = ? WHERE name = ?", ch.CompactRev, metaCompact)
+		sc.add("compact", setMeta, ch.CompactRev, metaCompact)
 	}
 	sc.add("set revision", "UPDATE meta SET value = ? WHERE name = ? AND value < ?", ch.UpTo, metaRevision, ch.UpTo)
 	if ch.Complete {
 		// Unconditional: raft indexes start over when a cluster is
 		// rebuilt from the database, and the fence orders writers.
-		sc.add("set applied index", "UPDATE meta SET value = ? WHERE name = ?", int64(ch.AppliedIndex), metaApplied)
+		sc.add("set applied index", setMeta, int64(ch.AppliedIndex), metaApplied)
 	}
 	if err := w.run(ctx, s.d, term, sc); err != nil {
 		return err
@@ -277,9 +277,10 @@ func (sc *script) add(what, q string, args ...any) {
 }
 
 // addRows adds "head (?,...),(?,...) tail" over rows (each a list of cols
-// column values) as few statements as the dialect's placeholder limit and
-// maxStatementBytes allow.
-func (sc *script) addRows(what, head, tail string, cols, maxParams int, rows func(yield func([]any))) {
+// column values) as few statements as the dialect's limits (rows per
+// statement, placeholders) and maxStatementBytes allow.
+func (sc *script) addRows(what, head, tail string, cols int, d dialect, rows func(yield func([]any))) {
+	maxParams, maxRows := d.maxParams(), d.rowsPerStatement()
 	var args []any
 	n, size := 0, 0
 	flush := func() {
@@ -293,7 +294,7 @@ func (sc *script) addRows(what, head, tail string, cols, maxParams int, rows fun
 		for _, a := range row {
 			rowSize += argBytes(a)
 		}
-		if n > 0 && ((n+1)*cols > maxParams || size+rowSize > maxStatementBytes) {
+		if n > 0 && ((n+1)*cols > maxParams || size+rowSize > maxStatementBytes || n == maxRows) {
 			flush()
 		}
 		args = append(args, row...)
@@ -312,15 +313,23 @@ const maxStatementBytes = 3 << 20
 // its id is recorded in meta with its first batch. A dialect without
 // sessions (SQLite) writes through the pool.
 type writer struct {
-	pool     *sql.DB   // SQLite: the pool
-	conn     *sql.Conn // MySQL: the own session, which takes several statements per round trip
-	id       int64     // 0: the dialect has no session ids
+	pool     *sql.DB              // SQLite: the pool
+	stmts    map[string]*sql.Stmt // SQLite: statements prepared on the pool, by text
+	conn     *sql.Conn            // MySQL: the own session, which takes several statements per round trip
+	id       int64                // 0: the dialect has no session ids
 	recorded bool
 	broken   bool // a batch failed on conn: a transaction may be open on it
 }
 
 func (w *writer) close() {
-	if w == nil || w.conn == nil {
+	if w == nil {
+		return
+	}
+	for _, st := range w.stmts {
+		st.Close()
+	}
+	w.stmts = nil
+	if w.conn == nil {
 		return
 	}
 	if w.broken {
@@ -366,20 +375,32 @@ func (w *writer) run(ctx context.Context, d dialect, term uint64, sc script) err
 		}
 		return err
 	}
+	// Prepared before the transaction takes the pool's one connection.
+	if len(w.stmts) > maxPrepared {
+		for _, st := range w.stmts {
+			st.Close()
+		}
+		w.stmts = nil
+	}
+	for _, q := range append([]string{d.lockMeta(), setMeta}, sc.texts()...) {
+		if _, err := w.prepared(ctx, q); err != nil {
+			return fmt.Errorf("sqlsink: prepare: %w", err)
+		}
+	}
 	tx, err := w.pool.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlsink: begin: %w", err)
 	}
 	defer tx.Rollback()
 	var fenced int64
-	if err := tx.QueryRowContext(ctx, d.lockMeta(), metaLeaderTerm).Scan(&fenced); err != nil {
+	if err := tx.StmtContext(ctx, w.stmts[d.lockMeta()]).QueryRowContext(ctx, metaLeaderTerm).Scan(&fenced); err != nil {
 		return fmt.Errorf("sqlsink: read fence: %w", err)
 	}
 	if sc, err = withFence(sc, fenced, term); err != nil {
 		return err
 	}
 	for _, st := range sc {
-		if _, err := tx.ExecContext(ctx, st.q, st.args...); err != nil {
+		if _, err := tx.StmtContext(ctx, w.stmts[st.q]).ExecContext(ctx, st.args...); err != nil {
 			return fmt.Errorf("sqlsink: %s: %w", st.what, err)
 		}
 	}
@@ -388,6 +409,44 @@ func (w *writer) run(ctx context.Context, d dialect, term uint64, sc script) err
 	}
 	return nil
 }
+
+// texts lists the distinct statement texts of sc.
+func (sc script) texts() []string {
+	seen := make(map[string]bool, len(sc))
+	var out []string
+	for _, st := range sc {
+		if !seen[st.q] {
+			seen[st.q] = true
+			out = append(out, st.q)
+		}
+	}
+	return out
+}
+
+// prepared returns q prepared on the pool, preparing it the first time.
+// The shapes are few (one row per insert on SQLite), but the cache is
+// bounded all the same: run starts it over past maxPrepared.
+func (w *writer) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := w.stmts[q]; ok {
+		return st, nil
+	}
+	if w.stmts == nil {
+		w.stmts = make(map[string]*sql.Stmt)
+	}
+	st, err := w.pool.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[q] = st
+	return st, nil
+}
+
+// maxPrepared bounds the statements a writer keeps prepared; more than
+// one batch's worth, so a batch's statements stay prepared while it runs.
+const maxPrepared = 256
+
+// setMeta sets one meta row.
+const setMeta = "UPDATE meta SET value = ? WHERE name = ?"
 
 // runJoined is run on a session that takes several statements at once: one
 // round trip opens the transaction and locks the fence, the next sends
@@ -441,7 +500,7 @@ func withFence(sc script, fenced int64, term uint64) (script, error) {
 		return nil, fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, fenced, term)
 	case uint64(fenced) < term:
 		var raise script
-		raise.add("set fence", "UPDATE meta SET value = ? WHERE name = ?", int64(term), metaLeaderTerm)
+		raise.add("set fence", setMeta, int64(term), metaLeaderTerm)
 		return append(raise, sc...), nil
 	}
 	return sc, nil
@@ -507,7 +566,7 @@ const logCols = 8
 func (s *Sink) writeLog(sc *script, changes []fsm.Change) {
 	head := s.d.insertIgnore("kv_log") + " (revision, sub, deleted, " + s.d.q("key") +
 		", value, create_revision, version, lease) VALUES "
-	sc.addRows("insert history", head, "", logCols, s.d.maxParams(), func(yield func([]any)) {
+	sc.addRows("insert history", head, "", logCols, s.d, func(yield func([]any)) {
 		for _, c := range changes {
 			del := 0
 			if c.Deleted {
@@ -534,7 +593,7 @@ func (s *Sink) writeCurrent(sc *script, changes []fsm.Change) {
 		last[k] = c
 	}
 	head := "INSERT INTO kv (" + s.d.q("key") + ", value, create_revision, mod_revision, version, lease) VALUES "
-	sc.addRows("upsert current", head, s.d.upsertKV(), kvCols, s.d.maxParams(), func(yield func([]any)) {
+	sc.addRows("upsert current", head, s.d.upsertKV(), kvCols, s.d, func(yield func([]any)) {
 		for _, k := range order {
 			if c := last[k]; !c.Deleted {
 				yield([]any{c.KV.Key, nonNil(c.KV.Value), c.KV.CreateRevision, c.KV.ModRevision, c.KV.Version, c.KV.Lease})
@@ -562,7 +621,7 @@ func (s *Sink) writeLeases(sc *script, leases []fsm.LeaseInfo, complete bool) {
 		sc.add("leases", "DELETE FROM leases")
 		insert = "INSERT INTO leases"
 	}
-	sc.addRows("leases", insert+" (id, ttl) VALUES ", "", 2, s.d.maxParams(), func(yield func([]any)) {
+	sc.addRows("leases", insert+" (id, ttl) VALUES ", "", 2, s.d, func(yield func([]any)) {
 		for _, l := range leases {
 			yield([]any{l.ID, l.TTL})
 		}

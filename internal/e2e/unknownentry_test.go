@@ -22,7 +22,9 @@ import (
 // shows that nothing after it is applied).
 func TestMemberExitsOnAnEntryItCannotApply(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	p := testserver.StartProcess(t, dir)
+	// The boltdb log store, which the test appends to directly; the entry
+	// is what matters, not the store.
+	p := testserver.StartProcess(t, dir, "--raft-log-store", "boltdb")
 	c := testserver.NewClient(t, p.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -136,6 +136,7 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 	}
 	nc := node.DefaultConfig()
 	nc.Name = m.Name
+	nc.LogStore = node.TestLogStore()
 	nc.DataDir = m.DataDir
 	nc.PeerAddr = m.PeerAddr
 	nc.ClientURLs = []string{m.URL}

@@ -81,6 +81,7 @@ func start(t testing.TB, server, client *tls.Config, opts []Option) *Server {
 	t.Helper()
 	nc := node.DefaultConfig()
 	nc.Name = "m1"
+	nc.LogStore = node.TestLogStore()
 	nc.DataDir = t.TempDir()
 	nc.PeerAddr = "127.0.0.1:0"
 	nc.HeartbeatTimeout = 200 * time.Millisecond
