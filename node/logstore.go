@@ -42,11 +42,19 @@ const (
 	walLogDir   = "wal"
 )
 
+// walMarker is what a wal data dir holds where the boltdb store keeps its
+// log: release v0.1.0 knows only that store, and without the marker would
+// take a wal data dir for an empty one (and start over as a new member);
+// with it, it stops at once, unable to open the file.
+const walMarker = "This data dir's raft log is in wal/ (etcdsql --raft-log-store wal, v0.2.0 or later).\n" +
+	"Release v0.1.0 cannot read it: run v0.2.0 or later on this data dir.\n"
+
 // logStoreIn names the store a raft directory already holds ("" for none).
 func logStoreIn(dir string) (string, error) {
+	// wal first: a wal data dir also holds a raft.db, the marker below.
 	for _, s := range []struct{ name, path string }{
-		{LogStoreBoltDB, filepath.Join(dir, boltLogFile)},
 		{LogStoreWAL, filepath.Join(dir, walLogDir)},
+		{LogStoreBoltDB, filepath.Join(dir, boltLogFile)},
 	} {
 		_, err := os.Stat(s.path)
 		if err == nil {
@@ -75,6 +83,11 @@ func openLogStore(dir, want string, walSegment int) (logStore, string, error) {
 		path := filepath.Join(dir, walLogDir)
 		if err := os.MkdirAll(path, 0o700); err != nil {
 			return nil, "", fmt.Errorf("node: raft log: %w", err)
+		}
+		if have == "" {
+			if err := os.WriteFile(filepath.Join(dir, boltLogFile), []byte(walMarker), 0o600); err != nil {
+				return nil, "", fmt.Errorf("node: raft log: %w", err)
+			}
 		}
 		// raft-wal's metadata is a bbolt file that waits for ever for a
 		// lock another process holds: the lock file answers first.

@@ -4,8 +4,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
+	"go.etcd.io/bbolt"
 )
 
 // A data dir keeps the log store it was created with, whatever is asked
@@ -69,5 +71,10 @@ func TestLogStoreInUse(t *testing.T) {
 	s.Close()
 	if got, _ := logStoreIn(dir); got != LogStoreWAL {
 		t.Fatalf("store in %s = %q", filepath.Base(dir), got)
+	}
+	// The raft.db a wal data dir holds is no bbolt file: v0.1.0, which
+	// opens only raft.db, stops instead of starting over on an empty log.
+	if _, err := bbolt.Open(filepath.Join(dir, boltLogFile), 0o600, &bbolt.Options{Timeout: time.Second}); err == nil {
+		t.Fatal("a wal data dir's raft.db opened as a bbolt database")
 	}
 }
