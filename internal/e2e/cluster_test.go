@@ -408,6 +408,9 @@ func TestClusterNonvoterJoinsBySnapshot(t *testing.T) {
 		mc.Node.SnapshotThreshold = 64
 		mc.Node.TrailingLogs = 32
 		mc.Node.SnapshotInterval = 50 * time.Millisecond
+		// Small segments, so that the wal store drops the entries the
+		// snapshot covers instead of serving them from its open segment.
+		mc.Node.WALSegmentBytes = 4096
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
