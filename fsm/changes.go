@@ -36,6 +36,10 @@ type Changes struct {
 	// current version of the auth store.
 	Auth        *AuthState
 	AuthVersion uint64
+	// Importing and ImportSource are the store's import mode and the
+	// source cluster's ID (importing.go) at the read.
+	Importing    bool
+	ImportSource uint64
 }
 
 // ChangesSince reads the versions after revision after, with the state
@@ -48,7 +52,10 @@ func (s *Store) ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion, a
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c := Changes{UpTo: s.rev, Complete: true, AppliedIndex: s.applied.Load(), CompactRev: s.compactRev,
-		LeaseVersion: s.leaseVersion, AuthVersion: s.authVersion}
+		LeaseVersion: s.leaseVersion, AuthVersion: s.authVersion, Importing: s.imp != nil}
+	if s.imp != nil {
+		c.ImportSource = s.imp.source
+	}
 	if authVersion != s.authVersion {
 		a := s.authState()
 		c.Auth = &a

@@ -96,3 +96,20 @@ var (
 	// diverge.
 	ErrUnknownEntry = errors.New("fsm: a committed entry this release cannot apply")
 )
+
+// Errors of an import (importentry.go, importing.go).
+var (
+	// ErrImporting: a client write while the store imports from etcd.
+	ErrImporting = errors.New("etcdserver: import in progress: writes are refused until `etcdsql import --finish`")
+	// ErrImportNotEmpty: an import begun on a store that has been written.
+	ErrImportNotEmpty = errors.New("etcdsql: import: the target cluster is not empty")
+	// ErrNotImporting: an import entry other than a begin on a store that
+	// is not importing.
+	ErrNotImporting = errors.New("etcdsql: import: the target cluster is not importing")
+	// ErrImportOrder: an import entry that does not follow what the store
+	// has imported (a revision out of order, a key imported twice).
+	ErrImportOrder = errors.New("etcdsql: import: out of order")
+	// ErrImportInvalid: an import entry whose message lacks what its kind
+	// needs.
+	ErrImportInvalid = errors.New("etcdsql: import: invalid entry")
+)

@@ -15,7 +15,10 @@ type lease struct {
 	// grantIndex is the raft index that granted it: a lease revoked and
 	// granted again under the same ID is told apart by it.
 	grantIndex uint64
-	keys       map[string]struct{}
+	// remaining is the seconds an imported lease had left at its source
+	// (0: the full TTL): the leader's clock starts it from there.
+	remaining int64
+	keys      map[string]struct{}
 }
 
 // LeaseInfo describes one lease.
@@ -23,7 +26,10 @@ type LeaseInfo struct {
 	ID         int64
 	TTL        int64  // granted TTL in seconds
 	GrantIndex uint64 // raft index of the grant (0 when loaded from SQL)
-	Keys       [][]byte
+	// Remaining is the seconds an imported lease had left at its source
+	// when the leader's clock starts it (0: the full TTL).
+	Remaining int64
+	Keys      [][]byte
 }
 
 func (s *Store) attach(id int64, key []byte) {
@@ -96,7 +102,7 @@ func (s *Store) Lease(id int64, withKeys bool) (LeaseInfo, bool) {
 	if !ok {
 		return LeaseInfo{}, false
 	}
-	info := LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex}
+	info := LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex, Remaining: l.remaining}
 	if withKeys {
 		for _, k := range sortedKeys(l.keys) {
 			info.Keys = append(info.Keys, []byte(k))
@@ -111,7 +117,7 @@ func (s *Store) Leases() []LeaseInfo {
 	defer s.mu.RUnlock()
 	out := make([]LeaseInfo, 0, len(s.leases))
 	for _, l := range s.leases {
-		out = append(out, LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex})
+		out = append(out, LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex, Remaining: l.remaining})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

@@ -38,11 +38,23 @@ var entryReleases = map[string]string{
 	"AuthRoleRevokePermission": releaseAuth,
 	"AuthEnable":               releaseAuth,
 	"AuthDisable":              releaseAuth,
+	// An import's entries (envelope version 2, importentry.go).
+	"ImportBegin":   releaseImport,
+	"ImportLease":   releaseImport,
+	"ImportKeys":    releaseImport,
+	"ImportCompact": releaseImport,
+	"ImportEvents":  releaseImport,
+	"ImportFinish":  releaseImport,
 }
 
 // releaseAuth is the release that introduced the auth store: its entries,
 // and the snapshot version (3) a store with users or roles writes.
 const releaseAuth = "v0.2.0"
+
+// releaseImport is the release that introduced the import's entries and
+// the snapshot version (4) a store in import mode, or with imported
+// leases, writes.
+const releaseImport = "v0.2.0"
 
 // EntryRelease returns the release that introduced r's kind of entry, or
 // "" for a kind this release does not apply. The empty request (a new
@@ -82,6 +94,9 @@ func entryKind(r *pb.InternalRaftRequest) string {
 func (s *Store) DataRelease() string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.imp != nil || s.importedLeases() {
+		return releaseImport
+	}
 	if len(s.users) > 0 || len(s.roles) > 0 || s.authRev > 0 {
 		return releaseAuth
 	}

@@ -59,3 +59,22 @@ func TestEntryReleaseOfTheFirstKinds(t *testing.T) {
 		t.Errorf("EntryRelease(Alarm) = %q, want none: this release does not apply it", got)
 	}
 }
+
+// Every import kind has a release, and Apply knows it.
+func TestImportReleases(t *testing.T) {
+	for k, d := range importKinds {
+		if ImportRelease(k) == "" || k.String() != d.name {
+			t.Errorf("%v: no release", k)
+		}
+		data, err := EncodeImport(func() *ImportEntry { e := &ImportEntry{Kind: k}; e.set(d.msg()); return e }())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := newHarness(t).s.Apply(1, data); errors.Is(res.Err, ErrUnknownEntry) {
+			t.Errorf("%v: Apply does not know it: %v", k, res.Err)
+		}
+	}
+	if ImportRelease(99) != "" {
+		t.Error("an unknown kind has a release")
+	}
+}

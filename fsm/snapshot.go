@@ -13,14 +13,17 @@ import (
 )
 
 // Snapshot formats. Version 2 (release v0.1.0's) holds the keys and the
-// leases; version 3 adds the auth section after them. A store with no user
+// leases; version 3 adds the auth section after them; version 4 (a store
+// importing, or with imported leases) adds the import section after the
+// auth section (snapshotimport.go). A store with no user
 // and no role writes version 2, byte for byte as v0.1.0 does, so v0.1.0
 // members still restore it; only a store with auth state writes version 3,
 // which v0.1.0 refuses as "not a snapshot" instead of dropping the users
 // and roles. The reader takes both.
 var (
 	snapshotMagic     = []byte("ETCDSQL\x02")
-	snapshotMagicAuth = []byte("ETCDSQL\x03")
+	snapshotMagicAuth   = []byte("ETCDSQL\x03")
+	snapshotMagicImport = []byte("ETCDSQL\x04")
 )
 
 // Snapshot is a point-in-time copy of the store's state. Taking one is
@@ -32,6 +35,7 @@ type Snapshot struct {
 	leases          []LeaseInfo
 	versions        []*version // every retained version, in (rev, sub) order
 	auth            AuthState
+	imp             *importState
 }
 
 // Snapshot captures the current state. Safe for concurrent use.
@@ -39,8 +43,12 @@ func (s *Store) Snapshot() *Snapshot {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	snap := &Snapshot{applied: s.applied.Load(), rev: s.rev, compactRev: s.compactRev, auth: s.authState()}
+	if s.imp != nil {
+		imp := *s.imp
+		snap.imp = &imp
+	}
 	for _, l := range s.leases {
-		snap.leases = append(snap.leases, LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex})
+		snap.leases = append(snap.leases, LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex, Remaining: l.remaining})
 	}
 	sort.Slice(snap.leases, func(i, j int) bool { return snap.leases[i].ID < snap.leases[j].ID })
 	s.keys.Ascend(func(kr *keyRecord) bool {
@@ -73,9 +81,13 @@ func (snap *Snapshot) write(w io.Writer, withApplied bool) (int64, error) {
 		n := binary.PutUvarint(scratch[:], v)
 		cw.Write(scratch[:n])
 	}
-	if snap.auth.Empty() {
+	withImport := snap.importSection()
+	switch {
+	case withImport:
+		cw.Write(snapshotMagicImport)
+	case snap.auth.Empty():
 		cw.Write(snapshotMagic)
-	} else {
+	default:
 		cw.Write(snapshotMagicAuth)
 	}
 	if withApplied {
@@ -104,10 +116,13 @@ func (snap *Snapshot) write(w io.Writer, withApplied bool) (int64, error) {
 		putU(uint64(n))
 		cw.Write(buf[:n])
 	}
-	if !snap.auth.Empty() {
+	if withImport || !snap.auth.Empty() {
 		if err := writeAuth(cw, putU, snap.auth); err != nil {
 			return cw.n, err
 		}
+	}
+	if withImport {
+		snap.writeImport(putU)
 	}
 	if cw.err != nil {
 		return cw.n, fmt.Errorf("fsm: snapshot: %w", cw.err)
@@ -141,10 +156,11 @@ func (s *Store) Restore(r io.Reader) error {
 	br := bufio.NewReader(r)
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil ||
-		(string(magic) != string(snapshotMagic) && string(magic) != string(snapshotMagicAuth)) {
+		(string(magic) != string(snapshotMagic) && string(magic) != string(snapshotMagicAuth) && string(magic) != string(snapshotMagicImport)) {
 		return errors.New("fsm: restore: not a snapshot")
 	}
-	withAuth := string(magic) == string(snapshotMagicAuth)
+	withImport := string(magic) == string(snapshotMagicImport)
+	withAuth := withImport || string(magic) == string(snapshotMagicAuth)
 	getU := func() uint64 {
 		v, err := binary.ReadUvarint(br)
 		if err != nil {
@@ -203,6 +219,9 @@ func (s *Store) Restore(r io.Reader) error {
 			}
 			fresh.setAuth(a)
 		}
+		if withImport {
+			fresh.readImport(getU)
+		}
 		return nil
 	}()
 	if err != nil {
@@ -220,6 +239,7 @@ func (s *Store) swapIn(fresh *Store, appliedIndex uint64) {
 	s.users, s.roles = fresh.users, fresh.roles
 	s.authRev, s.authKey = fresh.authRev, fresh.authKey
 	s.setAuthOn(fresh.authOn)
+	s.setImport(fresh.imp)
 	s.leaseVersion++
 	s.authVersion++
 	close(s.changed)

@@ -75,7 +75,11 @@ type Store struct {
 	authOnFast atomic.Bool
 	authRev    uint64
 	authKey    []byte
-	changed    chan struct{} // closed and replaced whenever rev or compactRev moves
+	// imp is the import in progress (importing.go), nil when none;
+	// importingFast mirrors it for Importing, without the lock.
+	imp           *importState
+	importingFast atomic.Bool
+	changed       chan struct{} // closed and replaced whenever rev or compactRev moves
 
 	applied     atomic.Uint64
 	lastChange  atomic.Uint64 // index of the last entry that was not a no-op
@@ -101,6 +105,7 @@ func (s *Store) reset() {
 	s.leases = make(map[int64]*lease)
 	s.users = make(map[string]*authpb.User)
 	s.roles = make(map[string]*authpb.Role)
+	s.setImport(nil)
 	s.changed = make(chan struct{})
 }
 
@@ -117,7 +122,9 @@ type Result struct {
 	// Auth is the response of an auth write: the pb.Auth*Response of its
 	// request's kind.
 	Auth any
-	Err  error
+	// Import is the header of an import entry (importing.go).
+	Import *pb.ResponseHeader
+	Err    error
 }
 
 // Apply applies one committed entry at raft index idx. An entry it cannot
@@ -179,9 +186,14 @@ func (s *Store) ApplyBatch(entries []Entry) []*Result {
 
 // applyOne applies one entry without announcing it (ApplyBatch does).
 func (s *Store) applyOne(idx uint64, data []byte) *Result {
-	r, err := Decode(data)
+	r, imp, err := decodeEntry(data)
 	if err != nil {
 		return &Result{Err: fmt.Errorf("%w: index %d: %v", ErrUnknownEntry, idx, err)}
+	}
+	if imp != nil {
+		res := s.applyImport(idx, imp)
+		s.lastChange.Store(idx)
+		return res
 	}
 	if r.Size() == 0 {
 		// The empty request is the no-op a new leader commits to learn
@@ -200,6 +212,9 @@ func (s *Store) apply(idx uint64, r *pb.InternalRaftRequest) *Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkEntry(r); err != nil {
+		return &Result{Err: err}
+	}
+	if err := s.refuseWhileImporting(r); err != nil && EntryRelease(r) != "" {
 		return &Result{Err: err}
 	}
 	switch {
