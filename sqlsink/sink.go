@@ -107,6 +107,11 @@ type State struct {
 	CompactRev   int64
 	AppliedIndex uint64
 	LeaderTerm   uint64
+	// Importing and ImportSource: the store imports from the etcd
+	// cluster with this ID (the meta rows import_mode, import_source,
+	// which exist once a store has imported).
+	Importing    bool
+	ImportSource uint64
 }
 
 // Meta row names.
@@ -121,6 +126,11 @@ const (
 	// so that a new leader can end the session of a deposed one that
 	// holds the fence's lock (a paused or cut-off process).
 	metaWriterConn = "writer_connection"
+	// metaImportMode and metaImportSource record an import in progress:
+	// 1 and the source cluster's ID (0 and the last source once it
+	// finished). Created by the first batch that meets an import.
+	metaImportMode   = "import_mode"
+	metaImportSource = "import_source"
 )
 
 // Sink writes the store's revisions to the database. Start it on the leader
@@ -315,6 +325,10 @@ func (s *Sink) State(ctx context.Context) (State, error) {
 			st.AppliedIndex = uint64(v)
 		case metaLeaderTerm:
 			st.LeaderTerm = uint64(v)
+		case metaImportMode:
+			st.Importing = v == 1
+		case metaImportSource:
+			st.ImportSource = uint64(v)
 		}
 	}
 	return st, rows.Err()

@@ -34,4 +34,7 @@ type Loader interface {
 	// MinLeaseTTL returns the shortest TTL the store grants a lease: what
 	// a lease the database lost gets (see repairLeases).
 	MinLeaseTTL() int64
+	// LoadImport puts the loaded store in import mode, from the source
+	// cluster with this ID.
+	LoadImport(source uint64)
 }

@@ -85,6 +85,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	var leaseVersion uint64 // 0: leases are written on the first batch
 	var authVersion uint64  // 0: the auth store is written on the first batch, if it was ever changed
 	dbCompact := st.CompactRev
+	dbImport := importMeta{st.Importing, st.ImportSource}
 	backoff, timeout := s.cfg.RetryMin, s.cfg.WriteTimeout
 	probe := time.NewTicker(s.cfg.ProbeInterval)
 	defer probe.Stop()
@@ -99,7 +100,8 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 			s.setHealth(err)
 			return err
 		}
-		idle := len(ch.Changes) == 0 && ch.Leases == nil && ch.Auth == nil && ch.CompactRev <= dbCompact && ch.AppliedIndex <= s.sunkIndex.Load()
+		idle := len(ch.Changes) == 0 && ch.Leases == nil && ch.Auth == nil && ch.CompactRev <= dbCompact && ch.AppliedIndex <= s.sunkIndex.Load() &&
+			importMeta{ch.Importing, ch.ImportSource} == dbImport
 		if idle {
 			select {
 			case <-ctx.Done():
@@ -115,7 +117,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 			w, err = s.openWriter(ctx)
 		}
 		if err == nil {
-			err = s.writeBatch(ctx, w, ch, dbCompact, term, timeout)
+			err = s.writeBatch(ctx, w, ch, dbCompact, dbImport, term, timeout)
 		}
 		s.metrics.observeBatch(len(ch.Changes), time.Since(start), err)
 		if errors.Is(err, ErrFenced) {
@@ -165,6 +167,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 		if ch.CompactRev <= ch.UpTo {
 			dbCompact = max(dbCompact, ch.CompactRev)
 		}
+		dbImport = importMeta{ch.Importing, ch.ImportSource}
 		s.sunkRev.Store(ch.UpTo)
 		if ch.Complete {
 			s.sunkIndex.Store(ch.AppliedIndex)
@@ -200,7 +203,7 @@ func (s *Sink) probe(ctx context.Context) {
 // writeBatch stores one read of changes in one transaction: the history
 // rows, the current rows of the keys they touch, the leases and the auth
 // store if they changed, compaction, and the meta rows, after checking the fence.
-func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbCompact int64, term uint64, timeout time.Duration) (err error) {
+func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbCompact int64, dbImport importMeta, term uint64, timeout time.Duration) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {
@@ -231,6 +234,9 @@ func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbComp
 		sc.add("compact", stmts[0], ch.CompactRev, ch.CompactRev)
 		sc.add("compact", stmts[1], ch.CompactRev)
 		sc.add("compact", setMeta, ch.CompactRev, metaCompact)
+	}
+	if now := (importMeta{ch.Importing, ch.ImportSource}); now != dbImport {
+		s.writeImport(&sc, now)
 	}
 	sc.add("set revision", "UPDATE meta SET value = ? WHERE name = ? AND value < ?", ch.UpTo, metaRevision, ch.UpTo)
 	if ch.Complete {
@@ -634,4 +640,26 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
+}
+
+// importMeta is the import mode as the meta rows record it.
+type importMeta struct {
+	importing bool
+	source    uint64
+}
+
+// writeImport records the store's import mode in meta, creating its rows
+// the first time.
+func (s *Sink) writeImport(sc *script, m importMeta) {
+	mode := 0
+	if m.importing {
+		mode = 1
+	}
+	for _, row := range []struct {
+		name  string
+		value int64
+	}{{metaImportMode, int64(mode)}, {metaImportSource, int64(m.source)}} {
+		sc.add("record import", s.d.insertIgnore("meta")+" (name, value) VALUES (?, 0)", row.name)
+		sc.add("record import", "UPDATE meta SET value = ? WHERE name = ?", row.value, row.name)
+	}
 }
