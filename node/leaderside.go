@@ -113,6 +113,9 @@ func (l leaderSide) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (
 }
 
 func (l leaderSide) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	if l.n.store.Importing() {
+		return 0, fsm.ErrImporting
+	}
 	ctx, cancel := l.n.requestContext(ctx)
 	defer cancel()
 	if err := l.n.lead.waitLeading(ctx); err != nil {
@@ -186,10 +189,21 @@ func (n *Node) propose(ctx context.Context, r *pb.InternalRaftRequest) (*fsm.Res
 	if r.Size() > n.cfg.MaxRequestBytes {
 		return nil, ErrRequestTooLarge
 	}
+	// Refused here while the cluster imports, as the store would refuse
+	// it (for a request whose kind it knows), without a round through raft.
+	if n.store.Importing() && fsm.EntryRelease(r) != "" && !(r.Txn != nil && fsm.IsTxnReadOnly(r.Txn)) {
+		return nil, fsm.ErrImporting
+	}
 	data, err := fsm.Encode(r)
 	if err != nil {
 		return nil, err
 	}
+	return n.proposeEncoded(ctx, data, fsm.EntryRelease(r))
+}
+
+// proposeEncoded replicates one encoded entry, of a kind introduced in
+// release need.
+func (n *Node) proposeEncoded(ctx context.Context, data []byte, need string) (*fsm.Result, error) {
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
 	if err := n.lead.waitLeading(ctx); err != nil {
@@ -209,7 +223,7 @@ func (n *Node) propose(ctx context.Context, r *pb.InternalRaftRequest) (*fsm.Res
 	if !n.requests.begin() {
 		return nil, ErrStopped
 	}
-	f, err := n.enqueue(r, data, timeout)
+	f, err := n.enqueue(need, data, timeout)
 	if err != nil {
 		n.requests.end()
 		return nil, err

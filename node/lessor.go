@@ -60,7 +60,12 @@ func (l *lessor) demote() {
 func (l *lessor) deadline(info fsm.LeaseInfo, now time.Time) time.Time {
 	d, ok := l.deadlines[info.ID]
 	if !ok || d.grantIndex != info.GrantIndex {
-		d = deadline{grantIndex: info.GrantIndex, at: now.Add(time.Duration(info.TTL) * time.Second)}
+		// An imported lease starts from what it had left at its source.
+		ttl := info.TTL
+		if info.Remaining > 0 {
+			ttl = min(ttl, info.Remaining)
+		}
+		d = deadline{grantIndex: info.GrantIndex, at: now.Add(time.Duration(ttl) * time.Second)}
 		l.deadlines[info.ID] = d
 	}
 	return d.at
@@ -81,6 +86,14 @@ func (l *lessor) granted(id int64, grantIndex uint64, ttl int64, now time.Time) 
 		l.next = at
 		l.wake()
 	}
+}
+
+// started tells the expiry loop that leases may have new deadlines (an
+// import finished). Apply goroutine.
+func (l *lessor) started() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.wake()
 }
 
 // wake tells the expiry loop to look again. Caller holds l.mu.
@@ -124,10 +137,16 @@ func (l *lessor) remaining(info fsm.LeaseInfo, now time.Time) (int64, error) {
 	return int64(left / time.Second), nil
 }
 
-// expired lists leases past their deadline, at most limit of them, and
+// expired lists leases past their deadline, at most limit of them (none
+// while the store imports), and
 // forgets leases that no longer exist. next is the earliest deadline still
 // ahead (zero if none).
 func (l *lessor) expired(now time.Time, limit int) (ids []int64, next time.Time) {
+	if l.store.Importing() {
+		// The source decides: its revocations arrive as deletions, and
+		// leases start their clock when the import finishes.
+		return nil, time.Time{}
+	}
 	leases := l.store.Leases()
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -54,6 +54,10 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		if g := res.LeaseGrant; g != nil && res.Err == nil {
 			f.n.lessor.granted(g.ID, logs[i].Index, g.TTL, now)
 		}
+		if res.Import != nil && res.Err == nil && !f.n.store.Importing() {
+			// An import finished: its leases' clocks start now.
+			f.n.lessor.started()
+		}
 	}
 	return out
 }

@@ -96,11 +96,11 @@ func (n *Node) capableOf(need string) error {
 	return nil
 }
 
-// enqueue hands one encoded entry to raft. An entry of a kind newer than
+// enqueue hands one encoded entry, of a kind introduced in release need,
+// to raft. An entry of a kind newer than
 // the first release is checked against the cluster version and enqueued
 // under the gate's lock, so no older member is added meanwhile.
-func (n *Node) enqueue(r *pb.InternalRaftRequest, data []byte, timeout time.Duration) (raft.ApplyFuture, error) {
-	need := fsm.EntryRelease(r)
+func (n *Node) enqueue(need string, data []byte, timeout time.Duration) (raft.ApplyFuture, error) {
 	if need == release.First {
 		return n.raft.Apply(data, timeout), nil
 	}

@@ -100,7 +100,9 @@ func checkFor(req any) check {
 		*pb.AuthUserListRequest, *pb.AuthRoleListRequest, *pb.AuthDisableRequest,
 		*pb.DefragmentRequest, *pb.HashRequest, *pb.HashKVRequest, *pb.MoveLeaderRequest, *pb.SnapshotRequest,
 		*pb.CompactionRequest, // etcd 3.4 lets anyone compact (see compatibility.md)
-		*pb.MemberRemoveRequest:
+		*pb.MemberRemoveRequest,
+		// The import service's writes (importsvc.go).
+		*pb.ResponseHeader, *pb.LeaseTimeToLiveResponse, *pb.RangeResponse, *pb.WatchResponse, *pb.LeaseLeasesResponse:
 		return adminCheck
 	}
 	return nil

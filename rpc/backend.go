@@ -56,6 +56,8 @@ type Writes interface {
 	// leaves the member; a PeerBackend takes it hashed (see
 	// fsm.ValidateAuth).
 	AuthWrite(ctx context.Context, r *pb.InternalRaftRequest) (*pb.ResponseHeader, error)
+	// Import replicates one import entry (see importsvc.go).
+	Import(ctx context.Context, e *fsm.ImportEntry) (*pb.ResponseHeader, error)
 }
 
 // AuthReads are the auth store's reads, answered from a member's own
@@ -120,4 +122,6 @@ type Backend interface {
 	Members(ctx context.Context) ([]*pb.Member, error)
 	MemberRemove(ctx context.Context, id uint64) error
 	Status(ctx context.Context) (*pb.StatusResponse, error)
+	// ImportStatus reports the cluster's import mode, linearizably.
+	ImportStatus(ctx context.Context) (fsm.ImportStatus, error)
 }

@@ -87,6 +87,14 @@ func togRPCError(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
+	// An import's refusals: a precondition the cluster's state does not
+	// meet (a 4xx on the gateway, so APISIX keeps using the member), with
+	// the text that says which.
+	for _, e := range []error{fsm.ErrImporting, fsm.ErrImportNotEmpty, fsm.ErrNotImporting, fsm.ErrImportOrder, fsm.ErrImportInvalid} {
+		if errors.Is(err, e) {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
+	}
 	for _, e := range grpcErrors {
 		if errors.Is(err, e.err) {
 			return e.grpc

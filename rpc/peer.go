@@ -55,7 +55,12 @@ func unaryMethod[Req any, Resp any](name string, call func(PeerBackend, context.
 var peerServiceDesc = grpc.ServiceDesc{
 	ServiceName: peerService,
 	HandlerType: (*PeerBackend)(nil),
-	Methods: []grpc.MethodDesc{
+	// An import's writes, as the client port's import service takes them.
+	Methods: append(importMethods(
+		func(srv any) fsm.Limits { return peerLimits(srv.(PeerBackend)) },
+		func(srv any) Importer { return peerImporter{srv.(PeerBackend)} },
+		authorizePeer,
+	),
 		unaryMethod("Put", func(b PeerBackend, ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 			if err := fsm.ValidatePut(r, peerLimits(b)); err != nil {
 				return nil, err
@@ -109,7 +114,7 @@ var peerServiceDesc = grpc.ServiceDesc{
 		unaryMethod("Status", func(b PeerBackend, ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 			return b.Status(ctx)
 		}),
-	},
+	),
 	Metadata: "etcdsql/peer",
 }
 
@@ -256,4 +261,41 @@ func fromGRPCError(err error, sent bool) error {
 		return ErrLeaderChanged
 	}
 	return err
+}
+
+// peerImporter is a PeerBackend's import writes (the peer service has no
+// import status: a member reads its own store).
+type peerImporter struct{ b PeerBackend }
+
+func (p peerImporter) Import(ctx context.Context, e *fsm.ImportEntry) (*pb.ResponseHeader, error) {
+	return p.b.Import(ctx, e)
+}
+
+func (p peerImporter) ImportStatus(context.Context) (fsm.ImportStatus, error) {
+	return fsm.ImportStatus{}, ErrNotLeader
+}
+
+// Import forwards an import entry. A leader of a release without the
+// method answers etcd's "not capable".
+func (c *PeerClient) Import(ctx context.Context, e *fsm.ImportEntry) (*pb.ResponseHeader, error) {
+	var req any
+	switch e.Kind {
+	case fsm.ImportBegin:
+		req = e.Begin
+	case fsm.ImportLease:
+		req = e.Lease
+	case fsm.ImportKeys:
+		req = e.Keys
+	case fsm.ImportCompact:
+		req = e.Compact
+	case fsm.ImportEvents:
+		req = e.Events
+	case fsm.ImportFinish:
+		req = e.Finish
+	}
+	h, err := peerCall[pb.ResponseHeader](ctx, c, e.Kind.String()[len("Import"):], req)
+	if status.Code(err) == codes.Unimplemented {
+		return nil, rpctypes.ErrGRPCNotCapable
+	}
+	return h, err
 }

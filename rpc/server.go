@@ -145,6 +145,7 @@ func (s *Server) newGRPC(gateway bool) *grpc.Server {
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterAuthServer(g, &authServer{s: s})
+	g.RegisterService(&importServiceDesc, s)
 	healthpb.RegisterHealthServer(g, s.health)
 	return g
 }
