@@ -40,6 +40,7 @@ type Changes struct {
 	// source cluster's ID (importing.go) at the read.
 	Importing    bool
 	ImportSource uint64
+	ImportBase   int64
 }
 
 // ChangesSince reads the versions after revision after, with the state
@@ -54,7 +55,7 @@ func (s *Store) ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion, a
 	c := Changes{UpTo: s.rev, Complete: true, AppliedIndex: s.applied.Load(), CompactRev: s.compactRev,
 		LeaseVersion: s.leaseVersion, AuthVersion: s.authVersion, Importing: s.imp != nil}
 	if s.imp != nil {
-		c.ImportSource = s.imp.source
+		c.ImportSource, c.ImportBase = s.imp.source, s.imp.base
 	}
 	if authVersion != s.authVersion {
 		a := s.authState()

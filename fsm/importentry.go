@@ -10,7 +10,8 @@ import (
 // etcd's own messages, which carries the data as etcd reports it. The
 // kinds, what they carry and when the store takes them:
 //
-//	ImportBegin   ResponseHeader: ClusterId = the source's cluster ID.
+//	ImportBegin   ResponseHeader: ClusterId = the source's cluster ID,
+//	              Revision = the source revision its key space is read at.
 //	              Only on a store never written (revision 1, no key, no
 //	              lease); puts the store in import mode.
 //	ImportLease   LeaseTimeToLiveResponse: ID, GrantedTTL, TTL (seconds

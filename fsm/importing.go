@@ -17,12 +17,14 @@ import (
 // importState is the replicated state of an import in progress.
 type importState struct {
 	source uint64 // the source cluster's ID
+	base   int64  // the source revision the key space is read at
 }
 
 // ImportStatus describes the store's import.
 type ImportStatus struct {
 	Importing bool
 	Source    uint64 // the source cluster's ID, while importing
+	Base      int64  // the source revision the key space is read at
 	Rev       int64
 }
 
@@ -33,7 +35,7 @@ func (s *Store) Import() ImportStatus {
 	defer s.mu.RUnlock()
 	st := ImportStatus{Rev: s.rev}
 	if s.imp != nil {
-		st.Importing, st.Source = true, s.imp.source
+		st.Importing, st.Source, st.Base = true, s.imp.source, s.imp.base
 	}
 	return st
 }
@@ -94,7 +96,7 @@ func (s *Store) importBegin(h *pb.ResponseHeader) error {
 	if s.rev > 1 || s.keys.Len() > 0 || len(s.leases) > 0 {
 		return fmt.Errorf("%w: revision %d, %d keys, %d leases", ErrImportNotEmpty, s.rev, s.keys.Len(), len(s.leases))
 	}
-	s.setImport(&importState{source: h.ClusterId})
+	s.setImport(&importState{source: h.ClusterId, base: h.Revision})
 	return nil
 }
 
@@ -285,8 +287,8 @@ func (s *Store) importedLeases() bool {
 // LoadImport puts a store just loaded from the system of record back in
 // import mode, as the system of record says it was. Apply goroutine only,
 // before raft starts.
-func (s *Store) LoadImport(source uint64) {
+func (s *Store) LoadImport(source uint64, base int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.setImport(&importState{source: source})
+	s.setImport(&importState{source: source, base: base})
 }

@@ -37,7 +37,7 @@ func kvAt(key, val string, create, mod, ver, lease int64) *mvccpb.KeyValue {
 }
 
 func beginEntry(source uint64) *ImportEntry {
-	return &ImportEntry{Kind: ImportBegin, Begin: &pb.ResponseHeader{ClusterId: source}}
+	return &ImportEntry{Kind: ImportBegin, Begin: &pb.ResponseHeader{ClusterId: source, Revision: 9}}
 }
 
 func keysEntry(upTo int64, kvs ...*mvccpb.KeyValue) *ImportEntry {
@@ -186,7 +186,7 @@ func TestImportDeterminismAndSnapshot(t *testing.T) {
 	if err := c.s.Restore(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if c.s.Digest() != a.s.Digest() || !c.s.Importing() || c.s.Import().Source != 0xabc {
+	if c.s.Digest() != a.s.Digest() || !c.s.Importing() || c.s.Import().Source != 0xabc || c.s.Import().Base != 9 {
 		t.Fatalf("restored: digest equal %v, import %+v", c.s.Digest() == a.s.Digest(), c.s.Import())
 	}
 	if info, _ := c.s.Lease(7, false); info.Remaining != 42 {

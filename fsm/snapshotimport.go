@@ -1,7 +1,8 @@
 package fsm
 
-// The import section of a version 4 snapshot, after the auth section: 1
-// and the source cluster's ID while the store imports (0 and 0 when not),
+// The import section of a version 4 snapshot, after the auth section: 1,
+// the source cluster's ID and the key space's source revision while the
+// store imports (0, 0 and 0 when not),
 // then the number of leases with an imported remaining TTL and, for each
 // in ID order, its ID and its remaining seconds; every number an unsigned
 // varint.
@@ -23,7 +24,9 @@ func (snap *Snapshot) writeImport(putU func(uint64)) {
 	if snap.imp != nil {
 		putU(1)
 		putU(snap.imp.source)
+		putU(uint64(snap.imp.base))
 	} else {
+		putU(0)
 		putU(0)
 		putU(0)
 	}
@@ -45,9 +48,9 @@ func (snap *Snapshot) writeImport(putU func(uint64)) {
 // readImport reads the import section into a store being restored; getU
 // panics on a short read, as the rest of Restore expects.
 func (s *Store) readImport(getU func() uint64) {
-	importing, source := getU(), getU()
+	importing, source, base := getU(), getU(), int64(getU())
 	if importing == 1 {
-		s.imp = &importState{source: source}
+		s.imp = &importState{source: source, base: base}
 	}
 	for n := getU(); n > 0; n-- {
 		id, left := int64(getU()), int64(getU())

@@ -95,10 +95,11 @@ var importServiceDesc = grpc.ServiceDesc{
 }
 
 // ImportStatusHeader is how the import service's Status answers: the
-// store's revision, the source cluster's ID in ClusterId, and RaftTerm 1
-// while the cluster imports (0 when not).
+// store's revision, the source cluster's ID in ClusterId, the source
+// revision of the key space in MemberId, and RaftTerm 1 while the cluster
+// imports (0 when not).
 func ImportStatusHeader(st fsm.ImportStatus) *pb.ResponseHeader {
-	h := &pb.ResponseHeader{Revision: st.Rev, ClusterId: st.Source}
+	h := &pb.ResponseHeader{Revision: st.Rev, ClusterId: st.Source, MemberId: uint64(st.Base)}
 	if st.Importing {
 		h.RaftTerm = 1
 	}

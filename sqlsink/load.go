@@ -46,7 +46,7 @@ func (s *Sink) LoadInto(ctx context.Context, store Loader) (State, error) {
 		return st, err
 	}
 	if st.Importing {
-		store.LoadImport(st.ImportSource)
+		store.LoadImport(st.ImportSource, st.ImportBase)
 	}
 	// The raft log starts over: the database's applied index belongs to
 	// the old one, and would ack new writes before they are stored.

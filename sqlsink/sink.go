@@ -112,6 +112,7 @@ type State struct {
 	// which exist once a store has imported).
 	Importing    bool
 	ImportSource uint64
+	ImportBase   int64
 }
 
 // Meta row names.
@@ -127,10 +128,11 @@ const (
 	// holds the fence's lock (a paused or cut-off process).
 	metaWriterConn = "writer_connection"
 	// metaImportMode and metaImportSource record an import in progress:
-	// 1 and the source cluster's ID (0 and the last source once it
-	// finished). Created by the first batch that meets an import.
+	// 1, the source cluster's ID and the source revision of the key
+	// space (0 and the last import's once it finished). Created by the first batch that meets an import.
 	metaImportMode   = "import_mode"
 	metaImportSource = "import_source"
+	metaImportBase   = "import_revision"
 )
 
 // Sink writes the store's revisions to the database. Start it on the leader
@@ -329,6 +331,8 @@ func (s *Sink) State(ctx context.Context) (State, error) {
 			st.Importing = v == 1
 		case metaImportSource:
 			st.ImportSource = uint64(v)
+		case metaImportBase:
+			st.ImportBase = v
 		}
 	}
 	return st, rows.Err()

@@ -35,6 +35,6 @@ type Loader interface {
 	// a lease the database lost gets (see repairLeases).
 	MinLeaseTTL() int64
 	// LoadImport puts the loaded store in import mode, from the source
-	// cluster with this ID.
-	LoadImport(source uint64)
+	// cluster with this ID, its key space read at source revision base.
+	LoadImport(source uint64, base int64)
 }

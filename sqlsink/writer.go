@@ -85,7 +85,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	var leaseVersion uint64 // 0: leases are written on the first batch
 	var authVersion uint64  // 0: the auth store is written on the first batch, if it was ever changed
 	dbCompact := st.CompactRev
-	dbImport := importMeta{st.Importing, st.ImportSource}
+	dbImport := importMeta{st.Importing, st.ImportSource, st.ImportBase}
 	backoff, timeout := s.cfg.RetryMin, s.cfg.WriteTimeout
 	probe := time.NewTicker(s.cfg.ProbeInterval)
 	defer probe.Stop()
@@ -101,7 +101,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 			return err
 		}
 		idle := len(ch.Changes) == 0 && ch.Leases == nil && ch.Auth == nil && ch.CompactRev <= dbCompact && ch.AppliedIndex <= s.sunkIndex.Load() &&
-			importMeta{ch.Importing, ch.ImportSource} == dbImport
+			importMeta{ch.Importing, ch.ImportSource, ch.ImportBase} == dbImport
 		if idle {
 			select {
 			case <-ctx.Done():
@@ -167,7 +167,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 		if ch.CompactRev <= ch.UpTo {
 			dbCompact = max(dbCompact, ch.CompactRev)
 		}
-		dbImport = importMeta{ch.Importing, ch.ImportSource}
+		dbImport = importMeta{ch.Importing, ch.ImportSource, ch.ImportBase}
 		s.sunkRev.Store(ch.UpTo)
 		if ch.Complete {
 			s.sunkIndex.Store(ch.AppliedIndex)
@@ -235,7 +235,7 @@ func (s *Sink) writeBatch(ctx context.Context, w *writer, ch fsm.Changes, dbComp
 		sc.add("compact", stmts[1], ch.CompactRev)
 		sc.add("compact", setMeta, ch.CompactRev, metaCompact)
 	}
-	if now := (importMeta{ch.Importing, ch.ImportSource}); now != dbImport {
+	if now := (importMeta{ch.Importing, ch.ImportSource, ch.ImportBase}); now != dbImport {
 		s.writeImport(&sc, now)
 	}
 	sc.add("set revision", "UPDATE meta SET value = ? WHERE name = ? AND value < ?", ch.UpTo, metaRevision, ch.UpTo)
@@ -646,6 +646,7 @@ func nonNil(b []byte) []byte {
 type importMeta struct {
 	importing bool
 	source    uint64
+	base      int64
 }
 
 // writeImport records the store's import mode in meta, creating its rows
@@ -658,7 +659,7 @@ func (s *Sink) writeImport(sc *script, m importMeta) {
 	for _, row := range []struct {
 		name  string
 		value int64
-	}{{metaImportMode, int64(mode)}, {metaImportSource, int64(m.source)}} {
+	}{{metaImportMode, int64(mode)}, {metaImportSource, int64(m.source)}, {metaImportBase, m.base}} {
 		sc.add("record import", s.d.insertIgnore("meta")+" (name, value) VALUES (?, 0)", row.name)
 		sc.add("record import", "UPDATE meta SET value = ? WHERE name = ?", row.value, row.name)
 	}
