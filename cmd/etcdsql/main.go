@@ -42,6 +42,8 @@ func main() {
 		err = runCheck(ctx, os.Args[2:], os.Stdout)
 	case len(os.Args) > 1 && os.Args[1] == "member":
 		err = runMember(ctx, os.Args[2:], os.Stdout)
+	case len(os.Args) > 1 && os.Args[1] == "import":
+		err = runImport(ctx, os.Args[2:], os.Stderr)
 	default:
 		err = run(ctx, os.Args[1:], os.Stderr)
 	}
