@@ -57,15 +57,16 @@ func importMethod[Req any](name string, kind fsm.ImportKind, entry func(*Req) *f
 	}
 }
 
-// importMethods are the import service's writes, for srv's Importer.
-func importMethods(limits func(any) fsm.Limits, backend func(any) Importer, authorize func(any, context.Context, any) error) []grpc.MethodDesc {
+// importMethods are the import service's writes, for srv's Importer,
+// named "Begin" and so on after prefix.
+func importMethods(prefix string, limits func(any) fsm.Limits, backend func(any) Importer, authorize func(any, context.Context, any) error) []grpc.MethodDesc {
 	return []grpc.MethodDesc{
-		importMethod("Begin", fsm.ImportBegin, func(r *pb.ResponseHeader) *fsm.ImportEntry { return &fsm.ImportEntry{Begin: r} }, limits, backend, authorize),
-		importMethod("Lease", fsm.ImportLease, func(r *pb.LeaseTimeToLiveResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Lease: r} }, limits, backend, authorize),
-		importMethod("Keys", fsm.ImportKeys, func(r *pb.RangeResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Keys: r} }, limits, backend, authorize),
-		importMethod("Compact", fsm.ImportCompact, func(r *pb.CompactionRequest) *fsm.ImportEntry { return &fsm.ImportEntry{Compact: r} }, limits, backend, authorize),
-		importMethod("Events", fsm.ImportEvents, func(r *pb.WatchResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Events: r} }, limits, backend, authorize),
-		importMethod("Finish", fsm.ImportFinish, func(r *pb.LeaseLeasesResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Finish: r} }, limits, backend, authorize),
+		importMethod(prefix+"Begin", fsm.ImportBegin, func(r *pb.ResponseHeader) *fsm.ImportEntry { return &fsm.ImportEntry{Begin: r} }, limits, backend, authorize),
+		importMethod(prefix+"Lease", fsm.ImportLease, func(r *pb.LeaseTimeToLiveResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Lease: r} }, limits, backend, authorize),
+		importMethod(prefix+"Keys", fsm.ImportKeys, func(r *pb.RangeResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Keys: r} }, limits, backend, authorize),
+		importMethod(prefix+"Compact", fsm.ImportCompact, func(r *pb.CompactionRequest) *fsm.ImportEntry { return &fsm.ImportEntry{Compact: r} }, limits, backend, authorize),
+		importMethod(prefix+"Events", fsm.ImportEvents, func(r *pb.WatchResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Events: r} }, limits, backend, authorize),
+		importMethod(prefix+"Finish", fsm.ImportFinish, func(r *pb.LeaseLeasesResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Finish: r} }, limits, backend, authorize),
 	}
 }
 
@@ -74,7 +75,7 @@ func importMethods(limits func(any) fsm.Limits, backend func(any) Importer, auth
 var importServiceDesc = grpc.ServiceDesc{
 	ServiceName: ImportService,
 	HandlerType: (*any)(nil),
-	Methods: append(importMethods(
+	Methods: append(importMethods("",
 		func(srv any) fsm.Limits { return srv.(*Server).limits() },
 		func(srv any) Importer { return srv.(*Server).b },
 		func(any, context.Context, any) error { return nil },

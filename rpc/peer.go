@@ -55,8 +55,9 @@ func unaryMethod[Req any, Resp any](name string, call func(PeerBackend, context.
 var peerServiceDesc = grpc.ServiceDesc{
 	ServiceName: peerService,
 	HandlerType: (*PeerBackend)(nil),
-	// An import's writes, as the client port's import service takes them.
-	Methods: append(importMethods(
+	// An import's writes, as the client port's import service takes them
+	// ("ImportBegin" and so on).
+	Methods: append(importMethods("Import",
 		func(srv any) fsm.Limits { return peerLimits(srv.(PeerBackend)) },
 		func(srv any) Importer { return peerImporter{srv.(PeerBackend)} },
 		authorizePeer,
@@ -293,7 +294,7 @@ func (c *PeerClient) Import(ctx context.Context, e *fsm.ImportEntry) (*pb.Respon
 	case fsm.ImportFinish:
 		req = e.Finish
 	}
-	h, err := peerCall[pb.ResponseHeader](ctx, c, e.Kind.String()[len("Import"):], req)
+	h, err := peerCall[pb.ResponseHeader](ctx, c, e.Kind.String(), req)
 	if status.Code(err) == codes.Unimplemented {
 		return nil, rpctypes.ErrGRPCNotCapable
 	}

@@ -9,8 +9,6 @@ var (
 	ErrTargetNotEmpty = errors.New("the target cluster is not empty")
 	// ErrOtherSource: the target imports from another etcd cluster.
 	ErrOtherSource = errors.New("the target cluster is importing from another etcd cluster")
-	// ErrNotImporting: --finish on a cluster with no import in progress.
-	ErrNotImporting = errors.New("the target cluster has no import in progress")
 	// ErrCompacted: etcd no longer has a revision the import needs.
 	ErrCompacted = errors.New("etcd has compacted a revision the import needs")
 	// ErrUnreachable: etcd or the target did not answer in time.

@@ -65,7 +65,7 @@ type Summary struct {
 	Base     int64  // the source revision the key space was read at
 	Resumed  bool   // the run continued an import in progress
 	Keys     int64  // keys copied by this run's key space
-	Leases   int64  // leases copied or updated
+	Leases   int64  // distinct leases copied or updated
 	Revs     int64  // source revisions applied after the key space
 	Rev      int64  // the target's revision at the end
 	Head     int64  // the source's revision last seen
@@ -143,8 +143,6 @@ func (im *importer) run(ctx context.Context) error {
 		im.sum.Resumed, im.sum.Base = true, int64(st.MemberId)
 	case st.Revision > 1:
 		return fmt.Errorf("%w: it is at revision %d; import into a new cluster", ErrTargetNotEmpty, st.Revision)
-	case im.cfg.Finish && !im.cfg.Follow:
-		return ErrNotImporting
 	default:
 		im.sum.Base = head
 		if _, err := im.call(ctx, "Begin", &pb.ResponseHeader{ClusterId: src, Revision: head}, -1); err != nil {
@@ -350,7 +348,7 @@ func (im *importer) importLease(ctx context.Context, l *pb.LeaseTimeToLiveRespon
 		return err
 	}
 	im.leases[l.ID] = true
-	im.sum.Leases++
+	im.sum.Leases = int64(len(im.leases))
 	return nil
 }
 
@@ -401,6 +399,9 @@ func (im *importer) sourceErr(err error) error {
 	if errors.Is(err, ErrCompacted) || errors.Is(err, context.Canceled) {
 		return err
 	}
+	if status.Code(err) == codes.Canceled {
+		return context.Canceled
+	}
 	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded {
 		return fmt.Errorf("%w etcd: %v", ErrUnreachable, err)
 	}
@@ -432,6 +433,9 @@ func (im *importer) call(ctx context.Context, method string, req any, upTo int64
 		cancel()
 		if err == nil {
 			return h, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
 		if !retryable(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, targetErr(err)
@@ -467,6 +471,9 @@ func retryable(err error) bool {
 
 // targetErr says that an error came from the target.
 func targetErr(err error) error {
+	if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+		return context.Canceled
+	}
 	if status.Code(err) == codes.Unimplemented {
 		return fmt.Errorf("target: the cluster does not serve imports (a release before v0.2.0, or not etcdsql): %w", err)
 	}
