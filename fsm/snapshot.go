@@ -21,7 +21,7 @@ import (
 // which v0.1.0 refuses as "not a snapshot" instead of dropping the users
 // and roles. The reader takes both.
 var (
-	snapshotMagic     = []byte("ETCDSQL\x02")
+	snapshotMagic       = []byte("ETCDSQL\x02")
 	snapshotMagicAuth   = []byte("ETCDSQL\x03")
 	snapshotMagicImport = []byte("ETCDSQL\x04")
 )

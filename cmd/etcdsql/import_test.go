@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdsql/etcdsql/internal/difftest"
+	"github.com/etcdsql/etcdsql/internal/freeport"
+	"github.com/etcdsql/etcdsql/internal/testserver"
+)
+
+// The command's refusals of acceptance 4 that come before any copy: an
+// etcd that does not answer, a wrong password. The target is unchanged
+// (still empty, open).
+func TestImportCommandRefusals(t *testing.T) {
+	srv := testserver.Start(t)
+	ports, err := freeport.Ports(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	var out bytes.Buffer
+	err = runImport(context.Background(), []string{"--from-etcd", dead, "--endpoints", srv.URL, "--dial-timeout", "1s"}, &out)
+	want := fmt.Sprintf("import: cannot reach etcd at %s within 1s", dead)
+	if err == nil || err.Error() != want {
+		t.Fatalf("unreachable etcd: %v, want %q", err, want)
+	}
+
+	etcdURL := difftest.StartEtcd(t)
+	etcdctl := func(args ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "/usr/bin/etcdctl", append([]string{"--endpoints", etcdURL}, args...)...)
+		cmd.Env = append(cmd.Environ(), "ETCDCTL_API=3")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
+		}
+	}
+	etcdctl("user", "add", "root:secret")
+	etcdctl("auth", "enable")
+	err = runImport(context.Background(), []string{"--from-etcd", etcdURL, "--user", "root:wrong", "--endpoints", srv.URL}, &out)
+	want = "import: etcd: etcdserver: authentication failed, invalid user ID or password"
+	if err == nil || err.Error() != want {
+		t.Fatalf("wrong password: %v, want %q", err, want)
+	}
+	// The right one goes through, and finishes.
+	out.Reset()
+	if err := runImport(context.Background(), []string{"--from-etcd", etcdURL, "--user", "root", "--password", "secret", "--endpoints", srv.URL, "--finish"}, &out); err != nil {
+		t.Fatalf("import with etcd's root: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "import finished") {
+		t.Fatalf("summary line: %q", out.String())
+	}
+}
