@@ -41,6 +41,9 @@ type Changes struct {
 	Importing    bool
 	ImportSource uint64
 	ImportBase   int64
+	// Wipes counts the import resets applied: the system of record wipes
+	// its copy before anything else when its count differs.
+	Wipes uint64
 }
 
 // ChangesSince reads the versions after revision after, with the state
@@ -53,7 +56,7 @@ func (s *Store) ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion, a
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c := Changes{UpTo: s.rev, Complete: true, AppliedIndex: s.applied.Load(), CompactRev: s.compactRev,
-		LeaseVersion: s.leaseVersion, AuthVersion: s.authVersion, Importing: s.imp != nil}
+		LeaseVersion: s.leaseVersion, AuthVersion: s.authVersion, Importing: s.imp != nil, Wipes: s.wipes}
 	if s.imp != nil {
 		c.ImportSource, c.ImportBase = s.imp.source, s.imp.base
 	}

@@ -30,6 +30,10 @@ import (
 //	ImportFinish  LeaseLeasesResponse: Header.Revision = the store's
 //	              revision; Leases = the leases the source still has.
 //	              Leaves import mode.
+//	ImportReset   ResponseHeader (empty). Only in import mode: wipes
+//	              every key, lease and revision (back to revision 1),
+//	              staying in import mode for a new ImportBegin; the
+//	              system of record is wiped with it (Changes.Wipes).
 //
 // While the store imports it refuses every client write (ErrImporting).
 
@@ -44,6 +48,7 @@ const (
 	ImportCompact ImportKind = 4
 	ImportEvents  ImportKind = 5
 	ImportFinish  ImportKind = 6
+	ImportReset   ImportKind = 7
 )
 
 // importMsg is what every one of etcd's generated messages has.
@@ -65,6 +70,7 @@ var importKinds = map[ImportKind]struct {
 	ImportCompact: {"ImportCompact", func() importMsg { return &pb.CompactionRequest{} }},
 	ImportEvents:  {"ImportEvents", func() importMsg { return &pb.WatchResponse{} }},
 	ImportFinish:  {"ImportFinish", func() importMsg { return &pb.LeaseLeasesResponse{} }},
+	ImportReset:   {"ImportReset", func() importMsg { return &pb.ResponseHeader{} }},
 }
 
 // String returns the kind's name.
@@ -84,6 +90,7 @@ type ImportEntry struct {
 	Compact *pb.CompactionRequest
 	Events  *pb.WatchResponse
 	Finish  *pb.LeaseLeasesResponse
+	Reset   *pb.ResponseHeader
 }
 
 // msg returns the message of e's kind (nil when unset or unknown).
@@ -101,6 +108,8 @@ func (e *ImportEntry) msg() importMsg {
 		return nilMsg(e.Events)
 	case ImportFinish:
 		return nilMsg(e.Finish)
+	case ImportReset:
+		return nilMsg(e.Reset)
 	}
 	return nil
 }
@@ -119,7 +128,11 @@ func nilMsg[M interface {
 func (e *ImportEntry) set(m importMsg) {
 	switch v := m.(type) {
 	case *pb.ResponseHeader:
-		e.Begin = v
+		if e.Kind == ImportReset {
+			e.Reset = v
+		} else {
+			e.Begin = v
+		}
 	case *pb.LeaseTimeToLiveResponse:
 		e.Lease = v
 	case *pb.RangeResponse:

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/google/btree"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
@@ -85,6 +87,8 @@ func (s *Store) applyImport(idx uint64, e *ImportEntry) *Result {
 		err = s.importEvents(e.Events)
 	case ImportFinish:
 		err = s.importFinish(idx, e.Finish)
+	case ImportReset:
+		s.importReset()
 	}
 	if err != nil {
 		return &Result{Err: err}
@@ -237,6 +241,18 @@ func (s *Store) importFinish(idx uint64, r *pb.LeaseLeasesResponse) error {
 	return nil
 }
 
+// importReset wipes the store back to revision 1, still importing, for
+// a new ImportBegin. The auth store stays.
+func (s *Store) importReset() {
+	s.keys = btree.NewG(32, func(a, b *keyRecord) bool { return bytes.Compare(a.key, b.key) < 0 })
+	s.history = nil
+	s.rev, s.compactRev = 1, noCompaction
+	s.leases = make(map[int64]*lease)
+	s.leaseVersion++
+	s.wipes++
+	s.setImport(&importState{})
+}
+
 // checkImportLease refuses a key whose lease the store does not have.
 func (s *Store) checkImportLease(kv *mvccpb.KeyValue) error {
 	if kv.Lease == 0 {
@@ -273,6 +289,15 @@ func validateImportKV(kv *mvccpb.KeyValue, l Limits) error {
 	return nil
 }
 
+// ImportWipes counts the import resets the store has applied: the system
+// of record wipes its copy when its count differs. Safe for concurrent
+// use.
+func (s *Store) ImportWipes() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.wipes
+}
+
 // importedLeases reports whether a lease still carries the remaining TTL
 // of its import. Caller holds s.mu.
 func (s *Store) importedLeases() bool {
@@ -287,8 +312,11 @@ func (s *Store) importedLeases() bool {
 // LoadImport puts a store just loaded from the system of record back in
 // import mode, as the system of record says it was. Apply goroutine only,
 // before raft starts.
-func (s *Store) LoadImport(source uint64, base int64) {
+func (s *Store) LoadImport(importing bool, source uint64, base int64, wipes uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.setImport(&importState{source: source, base: base})
+	s.wipes = wipes
+	if importing {
+		s.setImport(&importState{source: source, base: base})
+	}
 }

@@ -45,6 +45,7 @@ var entryReleases = map[string]string{
 	"ImportCompact": releaseImport,
 	"ImportEvents":  releaseImport,
 	"ImportFinish":  releaseImport,
+	"ImportReset":   releaseImport,
 }
 
 // releaseAuth is the release that introduced the auth store: its entries,
@@ -94,7 +95,7 @@ func entryKind(r *pb.InternalRaftRequest) string {
 func (s *Store) DataRelease() string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.imp != nil || s.importedLeases() {
+	if s.imp != nil || s.wipes > 0 || s.importedLeases() {
 		return releaseImport
 	}
 	if len(s.users) > 0 || len(s.roles) > 0 || s.authRev > 0 {

@@ -36,6 +36,7 @@ type Snapshot struct {
 	versions        []*version // every retained version, in (rev, sub) order
 	auth            AuthState
 	imp             *importState
+	wipes           uint64
 }
 
 // Snapshot captures the current state. Safe for concurrent use.
@@ -47,6 +48,7 @@ func (s *Store) Snapshot() *Snapshot {
 		imp := *s.imp
 		snap.imp = &imp
 	}
+	snap.wipes = s.wipes
 	for _, l := range s.leases {
 		snap.leases = append(snap.leases, LeaseInfo{ID: l.id, TTL: l.ttl, GrantIndex: l.grantIndex, Remaining: l.remaining})
 	}
@@ -240,6 +242,7 @@ func (s *Store) swapIn(fresh *Store, appliedIndex uint64) {
 	s.authRev, s.authKey = fresh.authRev, fresh.authKey
 	s.setAuthOn(fresh.authOn)
 	s.setImport(fresh.imp)
+	s.wipes = fresh.wipes
 	s.leaseVersion++
 	s.authVersion++
 	close(s.changed)

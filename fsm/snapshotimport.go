@@ -4,12 +4,12 @@ package fsm
 // the source cluster's ID and the key space's source revision while the
 // store imports (0, 0 and 0 when not),
 // then the number of leases with an imported remaining TTL and, for each
-// in ID order, its ID and its remaining seconds; every number an unsigned
-// varint.
+// in ID order, its ID and its remaining seconds; then the number of import
+// resets applied; every number an unsigned varint.
 
 // importSection reports whether the snapshot needs version 4.
 func (snap *Snapshot) importSection() bool {
-	if snap.imp != nil {
+	if snap.imp != nil || snap.wipes > 0 {
 		return true
 	}
 	for _, l := range snap.leases {
@@ -43,6 +43,7 @@ func (snap *Snapshot) writeImport(putU func(uint64)) {
 			putU(uint64(l.Remaining))
 		}
 	}
+	putU(snap.wipes)
 }
 
 // readImport reads the import section into a store being restored; getU
@@ -58,4 +59,5 @@ func (s *Store) readImport(getU func() uint64) {
 			l.remaining = left
 		}
 	}
+	s.wipes = getU()
 }

@@ -79,7 +79,9 @@ type Store struct {
 	// importingFast mirrors it for Importing, without the lock.
 	imp           *importState
 	importingFast atomic.Bool
-	changed       chan struct{} // closed and replaced whenever rev or compactRev moves
+	// wipes counts the import resets applied (importing.go).
+	wipes   uint64
+	changed chan struct{} // closed and replaced whenever rev or compactRev moves
 
 	applied     atomic.Uint64
 	lastChange  atomic.Uint64 // index of the last entry that was not a no-op

@@ -66,6 +66,7 @@ func importMethods(prefix string, limits func(any) fsm.Limits, backend func(any)
 		importMethod(prefix+"Keys", fsm.ImportKeys, func(r *pb.RangeResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Keys: r} }, limits, backend, authorize),
 		importMethod(prefix+"Compact", fsm.ImportCompact, func(r *pb.CompactionRequest) *fsm.ImportEntry { return &fsm.ImportEntry{Compact: r} }, limits, backend, authorize),
 		importMethod(prefix+"Events", fsm.ImportEvents, func(r *pb.WatchResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Events: r} }, limits, backend, authorize),
+		importMethod(prefix+"Reset", fsm.ImportReset, func(r *pb.ResponseHeader) *fsm.ImportEntry { return &fsm.ImportEntry{Reset: r} }, limits, backend, authorize),
 		importMethod(prefix+"Finish", fsm.ImportFinish, func(r *pb.LeaseLeasesResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Finish: r} }, limits, backend, authorize),
 	}
 }

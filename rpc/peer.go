@@ -293,6 +293,8 @@ func (c *PeerClient) Import(ctx context.Context, e *fsm.ImportEntry) (*pb.Respon
 		req = e.Events
 	case fsm.ImportFinish:
 		req = e.Finish
+	case fsm.ImportReset:
+		req = e.Reset
 	}
 	h, err := peerCall[pb.ResponseHeader](ctx, c, e.Kind.String(), req)
 	if status.Code(err) == codes.Unimplemented {

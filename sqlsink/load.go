@@ -45,9 +45,7 @@ func (s *Sink) LoadInto(ctx context.Context, store Loader) (State, error) {
 	if err := store.Load(max(st.Revision, 1), st.CompactRev, leases, changes, auth); err != nil {
 		return st, err
 	}
-	if st.Importing {
-		store.LoadImport(st.ImportSource, st.ImportBase)
-	}
+	store.LoadImport(st.Importing, st.ImportSource, st.ImportBase, st.ImportWipes)
 	// The raft log starts over: the database's applied index belongs to
 	// the old one, and would ack new writes before they are stored.
 	if _, err := s.db.ExecContext(ctx, "UPDATE meta SET value = 0 WHERE name = ?", metaApplied); err != nil {

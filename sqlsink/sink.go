@@ -113,6 +113,7 @@ type State struct {
 	Importing    bool
 	ImportSource uint64
 	ImportBase   int64
+	ImportWipes  uint64 // the import resets the database has mirrored
 }
 
 // Meta row names.
@@ -133,6 +134,9 @@ const (
 	metaImportMode   = "import_mode"
 	metaImportSource = "import_source"
 	metaImportBase   = "import_revision"
+	// metaImportWipes counts the import resets mirrored (a reset wipes
+	// kv, kv_log and leases); created by the first.
+	metaImportWipes = "import_wipes"
 )
 
 // Sink writes the store's revisions to the database. Start it on the leader
@@ -333,6 +337,8 @@ func (s *Sink) State(ctx context.Context) (State, error) {
 			st.ImportSource = uint64(v)
 		case metaImportBase:
 			st.ImportBase = v
+		case metaImportWipes:
+			st.ImportWipes = uint64(v)
 		}
 	}
 	return st, rows.Err()

@@ -21,6 +21,9 @@ type EventSource interface {
 	// revision and the applied index. It fails with fsm.ErrCompacted when
 	// compaction dropped revisions after after.
 	ChangesSince(after int64, maxRevs, maxBytes int, leaseVersion, authVersion uint64) (fsm.Changes, error)
+	// ImportWipes counts the import resets the store applied; a database
+	// that counted fewer is wiped before anything else is written.
+	ImportWipes() uint64
 }
 
 // Loader is the store LoadInto fills from the database: a member's store
@@ -34,7 +37,8 @@ type Loader interface {
 	// MinLeaseTTL returns the shortest TTL the store grants a lease: what
 	// a lease the database lost gets (see repairLeases).
 	MinLeaseTTL() int64
-	// LoadImport puts the loaded store in import mode, from the source
-	// cluster with this ID, its key space read at source revision base.
-	LoadImport(source uint64, base int64)
+	// LoadImport gives the loaded store the database's import state: the
+	// import mode (from the source cluster with this ID, its key space
+	// read at source revision base) and the count of import resets.
+	LoadImport(importing bool, source uint64, base int64, wipes uint64)
 }

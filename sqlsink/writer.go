@@ -28,6 +28,10 @@ func (s *Sink) Check(ctx context.Context, store EventSource, term uint64) (State
 				return st, fmt.Errorf("%w: database fenced at term %d, this leader has %d", ErrFenced, st.LeaderTerm, term)
 			}
 			cur, compact := store.Revs()
+			if st.ImportWipes != store.ImportWipes() {
+				// An import reset the store: Run wipes the database first.
+				return st, nil
+			}
 			if st.Revision > cur {
 				return st, fmt.Errorf("%w: database at revision %d, this member at %d: remove the member's data dir to rebuild it from the database",
 					ErrAhead, st.Revision, cur)
@@ -91,8 +95,41 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	defer probe.Stop()
 	var w *writer // the leader's own session; a new one after an error
 	defer func() { w.close() }()
+	dbWipes := st.ImportWipes
 	for {
 		wait := store.AppliedWait()
+		if wipes := store.ImportWipes(); wipes != dbWipes {
+			var werr error
+			if w == nil {
+				w, werr = s.openWriter(ctx)
+			}
+			if werr == nil {
+				werr = s.wipe(ctx, w, wipes, term)
+			}
+			if werr != nil {
+				if errors.Is(werr, ErrFenced) {
+					s.setHealth(werr)
+					return werr
+				}
+				if ctx.Err() != nil {
+					return nil
+				}
+				w.close()
+				w = nil
+				s.setHealth(werr)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, s.cfg.RetryMax)
+				continue
+			}
+			s.log.Info("import reset: database wiped", "import_wipes", wipes)
+			dbWipes, dbCompact, leaseVersion = wipes, -1, 0
+			s.sunkRev.Store(0)
+			continue
+		}
 		ch, err := store.ChangesSince(s.sunkRev.Load(), s.cfg.MaxBatchRevisions, s.cfg.MaxBatchBytes, leaseVersion, authVersion)
 		if errors.Is(err, fsm.ErrCompacted) {
 			err = fmt.Errorf("%w: database at revision %d, history starts at %d: restore the database from a backup taken after that revision, or rebuild the cluster from this database",
@@ -663,4 +700,21 @@ func (s *Sink) writeImport(sc *script, m importMeta) {
 		sc.add("record import", s.d.insertIgnore("meta")+" (name, value) VALUES (?, 0)", row.name)
 		sc.add("record import", "UPDATE meta SET value = ? WHERE name = ?", row.value, row.name)
 	}
+}
+
+// wipe mirrors an import reset: every key, history row and lease goes, the
+// revisions start over, and the count of resets is recorded, in one
+// transaction after the fence check.
+func (s *Sink) wipe(ctx context.Context, w *writer, wipes uint64, term uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	var sc script
+	sc.add("wipe", "DELETE FROM kv")
+	sc.add("wipe", "DELETE FROM kv_log")
+	sc.add("wipe", "DELETE FROM leases")
+	sc.add("wipe", "UPDATE meta SET value = 0 WHERE name = ?", metaRevision)
+	sc.add("wipe", "UPDATE meta SET value = -1 WHERE name = ?", metaCompact)
+	sc.add("wipe", s.d.insertIgnore("meta")+" (name, value) VALUES (?, 0)", metaImportWipes)
+	sc.add("wipe", "UPDATE meta SET value = ? WHERE name = ?", int64(wipes), metaImportWipes)
+	return w.run(ctx, s.d, term, sc)
 }

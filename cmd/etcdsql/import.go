@@ -47,10 +47,11 @@ func runImport(ctx context.Context, args []string, stderr io.Writer) error {
 	dst.flags(fs, "target-", "etcdsql")
 	follow := fs.Bool("follow", false, "after the copy, keep applying etcd's revisions until SIGINT or SIGTERM, then finish")
 	finish := fs.Bool("finish", false, "catch up with etcd's current revision and open the cluster for writes")
+	restart := fs.Bool("restart", false, "wipe an import in progress (keys, leases, revisions, and the database's copy) and start over")
 	dialTimeout := fs.Duration("dial-timeout", 5*time.Second, "how long to wait for either cluster to answer")
 	pageKeys := fs.Int("page-keys", 1000, "keys per replicated entry of the key copy")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: etcdsql import --from-etcd URLS [--endpoints URLS] [--follow] [--finish] [flags]")
+		fmt.Fprintln(stderr, "usage: etcdsql import --from-etcd URLS [--endpoints URLS] [--follow] [--finish] [--restart] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +106,7 @@ func runImport(ctx context.Context, args []string, stderr io.Writer) error {
 		Follow:   *follow,
 		Stop:     stop,
 		Finish:   *finish,
+		Restart:  *restart,
 		PageKeys: *pageKeys,
 	}
 	if isTerminal(stderr) {

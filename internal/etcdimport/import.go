@@ -33,6 +33,9 @@ type Config struct {
 	// Finish opens the target for writes once it has the source's current
 	// revision (a follow always finishes when stopped).
 	Finish bool
+	// Restart wipes an import in progress (from any source) and starts
+	// over.
+	Restart bool
 	// PageKeys and PageBytes bound one entry of keys (defaults 1000 keys,
 	// 1 MiB; one revision's keys always travel together).
 	PageKeys, PageBytes int
@@ -136,9 +139,17 @@ func (im *importer) run(ctx context.Context) error {
 		return err
 	}
 	im.rev.Store(st.Revision)
+	if st.RaftTerm == 1 && im.cfg.Restart {
+		h, err := im.call(ctx, "Reset", &pb.ResponseHeader{}, -1)
+		if err != nil {
+			return err
+		}
+		st = &pb.ResponseHeader{Revision: h.Revision}
+		im.rev.Store(h.Revision)
+	}
 	switch {
 	case st.RaftTerm == 1 && st.ClusterId != src:
-		return fmt.Errorf("%w: it imports from etcd cluster %x, the source is cluster %x", ErrOtherSource, st.ClusterId, src)
+		return fmt.Errorf("%w: it imports from etcd cluster %x, the source is cluster %x; --restart starts over", ErrOtherSource, st.ClusterId, src)
 	case st.RaftTerm == 1:
 		im.sum.Resumed, im.sum.Base = true, int64(st.MemberId)
 	case st.Revision > 1:

@@ -404,8 +404,10 @@ func TestImportErrors(t *testing.T) {
 		sameKeys(t, "after the resume", rangeAll(t, src), rangeAll(t, dst))
 	})
 
-	t.Run("compacted past the follow point", func(t *testing.T) {
-		dst := testserver.NewClient(t, testserver.Start(t).URL)
+	t.Run("compacted past the follow point, then restarted", func(t *testing.T) {
+		dsn := mysqltest.NewDatabase(t)
+		srv := testserver.Start(t, testserver.WithMySQL(dsn))
+		dst := testserver.NewClient(t, srv.URL)
 		if _, err := run(dst, etcdimport.Config{}, ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -428,5 +430,28 @@ func TestImportErrors(t *testing.T) {
 		if r := rangeAll(t, dst); r.Header.Revision != at {
 			t.Fatalf("target moved to %d from %d", r.Header.Revision, at)
 		}
+		// Another etcd cluster is refused; --restart wipes and starts
+		// over from the current etcd.
+		other := testserver.NewClient(t, difftest.StartEtcd(t))
+		if _, err := other.Put(ctx, "/other", "1"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = etcdimport.Run(ctx, etcdimport.Config{Source: etcdimport.EtcdSource{C: other}, Target: dst.ActiveConnection()})
+		if !errors.Is(err, etcdimport.ErrOtherSource) {
+			t.Fatalf("import from another etcd: %v", err)
+		}
+		sum, err := run(dst, etcdimport.Config{Restart: true, Finish: true}, ctx)
+		if err != nil || !sum.Finished {
+			t.Fatalf("restart: %v (%v)", err, sum)
+		}
+		after := rangeAll(t, src)
+		sameKeys(t, "after the restart", after, rangeAll(t, dst))
+		// The database holds the new copy only: a member rebuilt from it
+		// has the same keys.
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rebuilt := testserver.NewClient(t, testserver.Start(t, testserver.WithMySQL(dsn)).URL)
+		sameKeys(t, "rebuilt from the database", after, rangeAll(t, rebuilt))
 	})
 }
