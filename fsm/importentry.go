@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"reflect"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -51,8 +52,8 @@ const (
 	ImportReset   ImportKind = 7
 )
 
-// importMsg is what every one of etcd's generated messages has.
-type importMsg interface {
+// ImportMessage is what every one of etcd's generated messages has.
+type ImportMessage interface {
 	Size() int
 	MarshalTo([]byte) (int, error)
 	Unmarshal([]byte) error
@@ -62,15 +63,15 @@ type importMsg interface {
 // errors) and a new message of its type.
 var importKinds = map[ImportKind]struct {
 	name string
-	msg  func() importMsg
+	msg  func() ImportMessage
 }{
-	ImportBegin:   {"ImportBegin", func() importMsg { return &pb.ResponseHeader{} }},
-	ImportLease:   {"ImportLease", func() importMsg { return &pb.LeaseTimeToLiveResponse{} }},
-	ImportKeys:    {"ImportKeys", func() importMsg { return &pb.RangeResponse{} }},
-	ImportCompact: {"ImportCompact", func() importMsg { return &pb.CompactionRequest{} }},
-	ImportEvents:  {"ImportEvents", func() importMsg { return &pb.WatchResponse{} }},
-	ImportFinish:  {"ImportFinish", func() importMsg { return &pb.LeaseLeasesResponse{} }},
-	ImportReset:   {"ImportReset", func() importMsg { return &pb.ResponseHeader{} }},
+	ImportBegin:   {"ImportBegin", func() ImportMessage { return &pb.ResponseHeader{} }},
+	ImportLease:   {"ImportLease", func() ImportMessage { return &pb.LeaseTimeToLiveResponse{} }},
+	ImportKeys:    {"ImportKeys", func() ImportMessage { return &pb.RangeResponse{} }},
+	ImportCompact: {"ImportCompact", func() ImportMessage { return &pb.CompactionRequest{} }},
+	ImportEvents:  {"ImportEvents", func() ImportMessage { return &pb.WatchResponse{} }},
+	ImportFinish:  {"ImportFinish", func() ImportMessage { return &pb.LeaseLeasesResponse{} }},
+	ImportReset:   {"ImportReset", func() ImportMessage { return &pb.ResponseHeader{} }},
 }
 
 // String returns the kind's name.
@@ -81,77 +82,25 @@ func (k ImportKind) String() string {
 	return fmt.Sprintf("ImportKind(%d)", byte(k))
 }
 
-// ImportEntry is one import entry: exactly the field of its Kind is set.
+// ImportEntry is one import entry: its kind and the message of the type
+// that kind carries.
 type ImportEntry struct {
-	Kind    ImportKind
-	Begin   *pb.ResponseHeader
-	Lease   *pb.LeaseTimeToLiveResponse
-	Keys    *pb.RangeResponse
-	Compact *pb.CompactionRequest
-	Events  *pb.WatchResponse
-	Finish  *pb.LeaseLeasesResponse
-	Reset   *pb.ResponseHeader
+	Kind ImportKind
+	Msg  ImportMessage
 }
 
-// msg returns the message of e's kind (nil when unset or unknown).
-func (e *ImportEntry) msg() importMsg {
-	switch e.Kind {
-	case ImportBegin:
-		return nilMsg(e.Begin)
-	case ImportLease:
-		return nilMsg(e.Lease)
-	case ImportKeys:
-		return nilMsg(e.Keys)
-	case ImportCompact:
-		return nilMsg(e.Compact)
-	case ImportEvents:
-		return nilMsg(e.Events)
-	case ImportFinish:
-		return nilMsg(e.Finish)
-	case ImportReset:
-		return nilMsg(e.Reset)
-	}
-	return nil
-}
-
-// nilMsg turns a nil message pointer into a nil interface.
-func nilMsg[M interface {
-	*T
-	importMsg
-}, T any](m M) importMsg {
-	if m == nil {
-		return nil
-	}
-	return m
-}
-
-func (e *ImportEntry) set(m importMsg) {
-	switch v := m.(type) {
-	case *pb.ResponseHeader:
-		if e.Kind == ImportReset {
-			e.Reset = v
-		} else {
-			e.Begin = v
-		}
-	case *pb.LeaseTimeToLiveResponse:
-		e.Lease = v
-	case *pb.RangeResponse:
-		e.Keys = v
-	case *pb.CompactionRequest:
-		e.Compact = v
-	case *pb.WatchResponse:
-		e.Events = v
-	case *pb.LeaseLeasesResponse:
-		e.Finish = v
-	}
+// wellTyped reports whether e's message is set and of its kind's type.
+func (e *ImportEntry) wellTyped() bool {
+	d, ok := importKinds[e.Kind]
+	return ok && e.Msg != nil && !reflect.ValueOf(e.Msg).IsNil() && reflect.TypeOf(e.Msg) == reflect.TypeOf(d.msg())
 }
 
 // EncodeImport wraps one import entry in envelope version 2.
 func EncodeImport(e *ImportEntry) ([]byte, error) {
-	m := e.msg()
-	if m == nil {
+	if !e.wellTyped() {
 		return nil, fmt.Errorf("fsm: encode import entry: %v without its message", e.Kind)
 	}
+	m := e.Msg
 	n := m.Size()
 	buf := make([]byte, 2+n)
 	buf[0], buf[1] = entryVersion2, byte(e.Kind)
@@ -184,9 +133,7 @@ func decodeImport(body []byte) (*ImportEntry, error) {
 	if err := m.Unmarshal(body[1:]); err != nil {
 		return nil, fmt.Errorf("%v: %w", k, err)
 	}
-	e := &ImportEntry{Kind: k}
-	e.set(m)
-	return e, nil
+	return &ImportEntry{Kind: k, Msg: m}, nil
 }
 
 // ImportRelease returns the release that introduced kind k ("" for a kind
@@ -203,28 +150,28 @@ func ImportRelease(k ImportKind) string {
 // nothing but the entry: its message is set and holds what its kind
 // needs. Safe for concurrent use.
 func ValidateImport(e *ImportEntry, l Limits) error {
-	if e.msg() == nil {
+	if !e.wellTyped() {
 		return fmt.Errorf("%w: %v without its message", ErrImportInvalid, e.Kind)
 	}
-	switch e.Kind {
-	case ImportLease:
-		if e.Lease.ID == 0 || e.Lease.GrantedTTL < 1 || e.Lease.GrantedTTL > MaxLeaseTTL {
-			return fmt.Errorf("%w: lease %x with granted TTL %d", ErrImportInvalid, e.Lease.ID, e.Lease.GrantedTTL)
+	switch m := e.Msg.(type) {
+	case *pb.LeaseTimeToLiveResponse:
+		if m.ID == 0 || m.GrantedTTL < 1 || m.GrantedTTL > MaxLeaseTTL {
+			return fmt.Errorf("%w: lease %x with granted TTL %d", ErrImportInvalid, m.ID, m.GrantedTTL)
 		}
-	case ImportKeys:
-		if e.Keys.Header == nil {
+	case *pb.RangeResponse:
+		if m.Header == nil {
 			return fmt.Errorf("%w: keys without a revision", ErrImportInvalid)
 		}
-		for _, kv := range e.Keys.Kvs {
+		for _, kv := range m.Kvs {
 			if err := validateImportKV(kv, l); err != nil {
 				return err
 			}
 		}
-	case ImportEvents:
-		if e.Events.Header == nil || len(e.Events.Events) == 0 {
+	case *pb.WatchResponse:
+		if m.Header == nil || len(m.Events) == 0 {
 			return fmt.Errorf("%w: events without a revision or without events", ErrImportInvalid)
 		}
-		for _, ev := range e.Events.Events {
+		for _, ev := range m.Events {
 			if ev.Kv == nil {
 				return fmt.Errorf("%w: event without a key", ErrImportInvalid)
 			}
@@ -236,8 +183,8 @@ func ValidateImport(e *ImportEntry, l Limits) error {
 				return ErrEmptyKey
 			}
 		}
-	case ImportFinish:
-		if e.Finish.Header == nil {
+	case *pb.LeaseLeasesResponse:
+		if m.Header == nil {
 			return fmt.Errorf("%w: finish without a revision", ErrImportInvalid)
 		}
 	}

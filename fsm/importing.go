@@ -76,17 +76,17 @@ func (s *Store) applyImport(idx uint64, e *ImportEntry) *Result {
 	var err error
 	switch e.Kind {
 	case ImportBegin:
-		err = s.importBegin(e.Begin)
+		err = s.importBegin(e.Msg.(*pb.ResponseHeader))
 	case ImportLease:
-		s.importLease(idx, e.Lease)
+		s.importLease(idx, e.Msg.(*pb.LeaseTimeToLiveResponse))
 	case ImportKeys:
-		err = s.importKeys(e.Keys)
+		err = s.importKeys(e.Msg.(*pb.RangeResponse))
 	case ImportCompact:
-		err = s.importCompact(e.Compact.Revision)
+		err = s.importCompact(e.Msg.(*pb.CompactionRequest).Revision)
 	case ImportEvents:
-		err = s.importEvents(e.Events)
+		err = s.importEvents(e.Msg.(*pb.WatchResponse))
 	case ImportFinish:
-		err = s.importFinish(idx, e.Finish)
+		err = s.importFinish(idx, e.Msg.(*pb.LeaseLeasesResponse))
 	case ImportReset:
 		s.importReset()
 	}

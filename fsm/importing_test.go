@@ -37,19 +37,19 @@ func kvAt(key, val string, create, mod, ver, lease int64) *mvccpb.KeyValue {
 }
 
 func beginEntry(source uint64) *ImportEntry {
-	return &ImportEntry{Kind: ImportBegin, Begin: &pb.ResponseHeader{ClusterId: source, Revision: 9}}
+	return &ImportEntry{Kind: ImportBegin, Msg: &pb.ResponseHeader{ClusterId: source, Revision: 9}}
 }
 
 func keysEntry(upTo int64, kvs ...*mvccpb.KeyValue) *ImportEntry {
-	return &ImportEntry{Kind: ImportKeys, Keys: &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: upTo}, Kvs: kvs}}
+	return &ImportEntry{Kind: ImportKeys, Msg: &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: upTo}, Kvs: kvs}}
 }
 
 func eventsEntry(rev int64, evs ...*mvccpb.Event) *ImportEntry {
-	return &ImportEntry{Kind: ImportEvents, Events: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, Events: evs}}
+	return &ImportEntry{Kind: ImportEvents, Msg: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, Events: evs}}
 }
 
 func leaseEntry(id, granted, left int64) *ImportEntry {
-	return &ImportEntry{Kind: ImportLease, Lease: &pb.LeaseTimeToLiveResponse{ID: id, GrantedTTL: granted, TTL: left}}
+	return &ImportEntry{Kind: ImportLease, Msg: &pb.LeaseTimeToLiveResponse{ID: id, GrantedTTL: granted, TTL: left}}
 }
 
 func finishEntry(rev int64, leases ...int64) *ImportEntry {
@@ -57,7 +57,7 @@ func finishEntry(rev int64, leases ...int64) *ImportEntry {
 	for _, id := range leases {
 		f.Leases = append(f.Leases, &pb.LeaseStatus{ID: id})
 	}
-	return &ImportEntry{Kind: ImportFinish, Finish: f}
+	return &ImportEntry{Kind: ImportFinish, Msg: f}
 }
 
 // importLog is an import of a source at revision 9 (keys at revisions 3,
@@ -68,7 +68,7 @@ func importLog() []*ImportEntry {
 		leaseEntry(7, 60, 42),
 		keysEntry(5, kvAt("/a", "1", 2, 3, 2, 0), kvAt("/b", "2", 5, 5, 1, 7), kvAt("/c", "3", 5, 5, 1, 0)),
 		keysEntry(9, kvAt("/d", "4", 4, 9, 3, 0)),
-		{Kind: ImportCompact, Compact: &pb.CompactionRequest{Revision: 9}},
+		{Kind: ImportCompact, Msg: &pb.CompactionRequest{Revision: 9}},
 		eventsEntry(10, &mvccpb.Event{Type: mvccpb.PUT, Kv: kvAt("/a", "x", 2, 10, 3, 0)},
 			&mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte("/c"), ModRevision: 10}}),
 		eventsEntry(11, &mvccpb.Event{Type: mvccpb.PUT, Kv: kvAt("/e", "5", 11, 11, 1, 7)}),
@@ -149,7 +149,7 @@ func TestImportRefusals(t *testing.T) {
 		"a revision again":                      eventsEntry(5, &mvccpb.Event{Kv: kvAt("/b", "1", 5, 5, 1, 0)}),
 		"an event at another revision":          eventsEntry(6, &mvccpb.Event{Kv: kvAt("/b", "1", 7, 7, 1, 0)}),
 		"deleting a key the store lacks":        eventsEntry(6, &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte("/q"), ModRevision: 6}}),
-		"compact at another revision":           {Kind: ImportCompact, Compact: &pb.CompactionRequest{Revision: 4}},
+		"compact at another revision":           {Kind: ImportCompact, Msg: &pb.CompactionRequest{Revision: 4}},
 		"finish behind":                         finishEntry(4),
 	} {
 		wantErr(t, name, h.imp(e).Err, ErrImportOrder)
@@ -284,9 +284,9 @@ func TestImportEntryFixture(t *testing.T) {
 // importing, and a new begin may follow; every store applying the same
 // entries agrees, also through a snapshot.
 func TestImportReset(t *testing.T) {
-	wantErr(t, "reset without an import", newHarness(t).imp(&ImportEntry{Kind: ImportReset, Reset: &pb.ResponseHeader{}}).Err, ErrNotImporting)
+	wantErr(t, "reset without an import", newHarness(t).imp(&ImportEntry{Kind: ImportReset, Msg: &pb.ResponseHeader{}}).Err, ErrNotImporting)
 	a, b := newHarness(t), newHarness(t)
-	log := append(importLog(), &ImportEntry{Kind: ImportReset, Reset: &pb.ResponseHeader{}}, beginEntry(0xdef),
+	log := append(importLog(), &ImportEntry{Kind: ImportReset, Msg: &pb.ResponseHeader{}}, beginEntry(0xdef),
 		keysEntry(4, kvAt("/z", "1", 4, 4, 1, 0)))
 	for _, e := range log {
 		a.mustImp(e)

@@ -66,7 +66,7 @@ func TestImportReleases(t *testing.T) {
 		if ImportRelease(k) == "" || k.String() != d.name {
 			t.Errorf("%v: no release", k)
 		}
-		data, err := EncodeImport(func() *ImportEntry { e := &ImportEntry{Kind: k}; e.set(d.msg()); return e }())
+		data, err := EncodeImport(&ImportEntry{Kind: k, Msg: d.msg()})
 		if err != nil {
 			t.Fatal(err)
 		}

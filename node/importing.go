@@ -45,12 +45,12 @@ func (l leaderSide) Import(ctx context.Context, e *fsm.ImportEntry) (*pb.Respons
 	if err := fsm.ValidateImport(e, l.Limits()); err != nil {
 		return nil, err
 	}
-	if e.Kind == fsm.ImportCompact && n.sink != nil && e.Compact.Revision > n.sink.SunkRevision() && e.Compact.Revision <= n.store.Rev() {
+	if c, ok := e.Msg.(*pb.CompactionRequest); ok && n.sink != nil && c.Revision > n.sink.SunkRevision() && c.Revision <= n.store.Rev() {
 		if err := n.lead.waitLeading(ctx); err != nil {
 			return nil, err
 		}
 		wctx, cancel := n.requestContext(ctx)
-		err := n.sink.WaitRevision(wctx, e.Compact.Revision)
+		err := n.sink.WaitRevision(wctx, c.Revision)
 		cancel()
 		if errors.Is(err, sqlsink.ErrUnhealthy) {
 			return nil, ErrUnavailable

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
@@ -27,13 +28,29 @@ type Importer interface {
 	ImportStatus(ctx context.Context) (fsm.ImportStatus, error)
 }
 
-// importMethod builds the method that replicates one kind of import entry.
-func importMethod[Req any](name string, kind fsm.ImportKind, entry func(*Req) *fsm.ImportEntry,
-	limits func(any) fsm.Limits, backend func(any) Importer, authorize func(any, context.Context, any) error) grpc.MethodDesc {
+// importDoor is how a server's import methods reach their member: the
+// limits writes are validated with, the Importer, and the authorization
+// of a request (the client port's is its interceptor's).
+type importDoor struct {
+	prefix    string // of the method names
+	limits    func(srv any) fsm.Limits
+	backend   func(srv any) Importer
+	authorize func(srv any, ctx context.Context, req any) error
+}
+
+// importMethod builds the method that replicates one kind of import entry,
+// whose message is a Req, named after the kind ("Begin" for ImportBegin)
+// after the door's prefix.
+func importMethod[Req any, PReq interface {
+	*Req
+	fsm.ImportMessage
+}](d importDoor, kind fsm.ImportKind) grpc.MethodDesc {
+	name := d.prefix + strings.TrimPrefix(kind.String(), "Import")
+	limits, backend, authorize := d.limits, d.backend, d.authorize
 	return grpc.MethodDesc{
 		MethodName: name,
 		Handler: func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
-			req := new(Req)
+			req := PReq(new(Req))
 			if err := dec(req); err != nil {
 				return nil, err
 			}
@@ -41,8 +58,7 @@ func importMethod[Req any](name string, kind fsm.ImportKind, entry func(*Req) *f
 				return nil, togRPCError(err)
 			}
 			call := func(ctx context.Context, r any) (any, error) {
-				e := entry(r.(*Req))
-				e.Kind = kind
+				e := &fsm.ImportEntry{Kind: kind, Msg: r.(PReq)}
 				if err := fsm.ValidateImport(e, limits(srv)); err != nil {
 					return nil, togRPCError(err)
 				}
@@ -57,17 +73,16 @@ func importMethod[Req any](name string, kind fsm.ImportKind, entry func(*Req) *f
 	}
 }
 
-// importMethods are the import service's writes, for srv's Importer,
-// named "Begin" and so on after prefix.
-func importMethods(prefix string, limits func(any) fsm.Limits, backend func(any) Importer, authorize func(any, context.Context, any) error) []grpc.MethodDesc {
+// importMethods are the import service's writes.
+func importMethods(d importDoor) []grpc.MethodDesc {
 	return []grpc.MethodDesc{
-		importMethod(prefix+"Begin", fsm.ImportBegin, func(r *pb.ResponseHeader) *fsm.ImportEntry { return &fsm.ImportEntry{Begin: r} }, limits, backend, authorize),
-		importMethod(prefix+"Lease", fsm.ImportLease, func(r *pb.LeaseTimeToLiveResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Lease: r} }, limits, backend, authorize),
-		importMethod(prefix+"Keys", fsm.ImportKeys, func(r *pb.RangeResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Keys: r} }, limits, backend, authorize),
-		importMethod(prefix+"Compact", fsm.ImportCompact, func(r *pb.CompactionRequest) *fsm.ImportEntry { return &fsm.ImportEntry{Compact: r} }, limits, backend, authorize),
-		importMethod(prefix+"Events", fsm.ImportEvents, func(r *pb.WatchResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Events: r} }, limits, backend, authorize),
-		importMethod(prefix+"Reset", fsm.ImportReset, func(r *pb.ResponseHeader) *fsm.ImportEntry { return &fsm.ImportEntry{Reset: r} }, limits, backend, authorize),
-		importMethod(prefix+"Finish", fsm.ImportFinish, func(r *pb.LeaseLeasesResponse) *fsm.ImportEntry { return &fsm.ImportEntry{Finish: r} }, limits, backend, authorize),
+		importMethod[pb.ResponseHeader](d, fsm.ImportBegin),
+		importMethod[pb.LeaseTimeToLiveResponse](d, fsm.ImportLease),
+		importMethod[pb.RangeResponse](d, fsm.ImportKeys),
+		importMethod[pb.CompactionRequest](d, fsm.ImportCompact),
+		importMethod[pb.WatchResponse](d, fsm.ImportEvents),
+		importMethod[pb.ResponseHeader](d, fsm.ImportReset),
+		importMethod[pb.LeaseLeasesResponse](d, fsm.ImportFinish),
 	}
 }
 
@@ -76,11 +91,11 @@ func importMethods(prefix string, limits func(any) fsm.Limits, backend func(any)
 var importServiceDesc = grpc.ServiceDesc{
 	ServiceName: ImportService,
 	HandlerType: (*any)(nil),
-	Methods: append(importMethods("",
-		func(srv any) fsm.Limits { return srv.(*Server).limits() },
-		func(srv any) Importer { return srv.(*Server).b },
-		func(any, context.Context, any) error { return nil },
-	), grpc.MethodDesc{
+	Methods: append(importMethods(importDoor{
+		limits:    func(srv any) fsm.Limits { return srv.(*Server).limits() },
+		backend:   func(srv any) Importer { return srv.(*Server).b },
+		authorize: func(any, context.Context, any) error { return nil },
+	}), grpc.MethodDesc{
 		MethodName: "Status",
 		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 			if err := dec(new(pb.StatusRequest)); err != nil {

@@ -57,11 +57,12 @@ var peerServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*PeerBackend)(nil),
 	// An import's writes, as the client port's import service takes them
 	// ("ImportBegin" and so on).
-	Methods: append(importMethods("Import",
-		func(srv any) fsm.Limits { return peerLimits(srv.(PeerBackend)) },
-		func(srv any) Importer { return peerImporter{srv.(PeerBackend)} },
-		authorizePeer,
-	),
+	Methods: append(importMethods(importDoor{
+		prefix:    "Import",
+		limits:    func(srv any) fsm.Limits { return peerLimits(srv.(PeerBackend)) },
+		backend:   func(srv any) Importer { return peerImporter{srv.(PeerBackend)} },
+		authorize: authorizePeer,
+	}),
 		unaryMethod("Put", func(b PeerBackend, ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 			if err := fsm.ValidatePut(r, peerLimits(b)); err != nil {
 				return nil, err
@@ -279,24 +280,7 @@ func (p peerImporter) ImportStatus(context.Context) (fsm.ImportStatus, error) {
 // Import forwards an import entry. A leader of a release without the
 // method answers etcd's "not capable".
 func (c *PeerClient) Import(ctx context.Context, e *fsm.ImportEntry) (*pb.ResponseHeader, error) {
-	var req any
-	switch e.Kind {
-	case fsm.ImportBegin:
-		req = e.Begin
-	case fsm.ImportLease:
-		req = e.Lease
-	case fsm.ImportKeys:
-		req = e.Keys
-	case fsm.ImportCompact:
-		req = e.Compact
-	case fsm.ImportEvents:
-		req = e.Events
-	case fsm.ImportFinish:
-		req = e.Finish
-	case fsm.ImportReset:
-		req = e.Reset
-	}
-	h, err := peerCall[pb.ResponseHeader](ctx, c, e.Kind.String(), req)
+	h, err := peerCall[pb.ResponseHeader](ctx, c, e.Kind.String(), e.Msg)
 	if status.Code(err) == codes.Unimplemented {
 		return nil, rpctypes.ErrGRPCNotCapable
 	}

@@ -116,13 +116,9 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 				}
 				w.close()
 				w = nil
-				s.setHealth(werr)
-				select {
-				case <-ctx.Done():
+				if !s.backOff(ctx, werr, &backoff) {
 					return nil
-				case <-time.After(backoff):
 				}
-				backoff = min(2*backoff, s.cfg.RetryMax)
 				continue
 			}
 			s.log.Info("import reset: database wiped", "import_wipes", wipes)
@@ -185,13 +181,9 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 				s.log.Warn("batch timed out against a database that answers: retrying with a longer timeout",
 					"changes", len(ch.Changes), "timeout", timeout)
 			}
-			s.setHealth(err)
-			select {
-			case <-ctx.Done():
+			if !s.backOff(ctx, err, &backoff) {
 				return nil
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, s.cfg.RetryMax)
 			continue
 		}
 		backoff, timeout = s.cfg.RetryMin, s.cfg.WriteTimeout
@@ -213,6 +205,19 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 		s.setHealth(nil)
 		s.notify()
 	}
+}
+
+// backOff reports a failed write, waits out the backoff and doubles it (up
+// to RetryMax); false when ctx ended meanwhile.
+func (s *Sink) backOff(ctx context.Context, err error, backoff *time.Duration) bool {
+	s.setHealth(err)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(*backoff):
+	}
+	*backoff = min(2*(*backoff), s.cfg.RetryMax)
+	return true
 }
 
 // maxWriteTimeout bounds how long the timeout of a batch grows.
