@@ -1,6 +1,7 @@
 // Package faultproxy is a loopback TCP proxy for fault injection in tests.
 //
-// A Proxy forwards every connection it accepts to a fixed target. Cut closes
+// A Proxy forwards every connection it accepts to a target (Retarget changes
+// it, as a load balancer switching backends does). Cut closes
 // every open connection at once and makes the proxy refuse new ones (each is
 // accepted and closed immediately, so a client sees EOF or a reset rather
 // than a hang) until Restore. That models a peer that crashed or a network
@@ -111,6 +112,19 @@ func (p *Proxy) Restore() {
 	p.mu.Unlock()
 }
 
+// Retarget closes every open connection and sends new ones to target
+// (host:port): a switch of the backend behind a load balancer.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	links := p.links
+	p.links = make(map[*link]struct{})
+	p.mu.Unlock()
+	for l := range links {
+		l.close()
+	}
+}
+
 // Close stops the listener, closes every connection and waits for all of the
 // proxy's goroutines to return. It is idempotent.
 func (p *Proxy) Close() {
@@ -163,12 +177,15 @@ func (p *Proxy) acceptLoop() {
 // serve dials the target for the accepted client and copies both ways until
 // either side ends or the link is cut.
 func (p *Proxy) serve(client net.Conn) {
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
 	d := net.Dialer{Timeout: dialTimeout}
-	server, err := d.DialContext(p.ctx, "tcp", p.target)
+	server, err := d.DialContext(p.ctx, "tcp", target)
 	if err != nil {
 		client.Close()
 		if p.ctx.Err() == nil {
-			p.t.Logf("faultproxy: dial %s: %v", p.target, err)
+			p.t.Logf("faultproxy: dial %s: %v", target, err)
 		}
 		return
 	}
