@@ -101,7 +101,7 @@ func runImport(ctx context.Context, args []string, stderr io.Writer) error {
 		}()
 	}
 	cfg := etcdimport.Config{
-		Source:   etcdimport.EtcdSource{C: source},
+		Source:   &etcdimport.EtcdSource{C: source},
 		Target:   target.ActiveConnection(),
 		Follow:   *follow,
 		Stop:     stop,

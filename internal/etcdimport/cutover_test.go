@@ -109,7 +109,7 @@ func TestImportCutover(t *testing.T) {
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 		defer cancel()
 		var err error
-		sum, err = etcdimport.Run(rctx, etcdimport.Config{Source: etcdimport.EtcdSource{C: src}, Target: dst.ActiveConnection(), Follow: true, Stop: stop})
+		sum, err = etcdimport.Run(rctx, etcdimport.Config{Source: &etcdimport.EtcdSource{C: src}, Target: dst.ActiveConnection(), Follow: true, Stop: stop})
 		done <- err
 	}()
 

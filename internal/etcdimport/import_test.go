@@ -139,7 +139,7 @@ func sameLeases(t *testing.T, src, dst *clientv3.Client, slack int64) int {
 
 func runImport(t *testing.T, src, dst *clientv3.Client, cfg etcdimport.Config) etcdimport.Summary {
 	t.Helper()
-	cfg.Source, cfg.Target = etcdimport.EtcdSource{C: src}, dst.ActiveConnection()
+	cfg.Source, cfg.Target = &etcdimport.EtcdSource{C: src}, dst.ActiveConnection()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sum, err := etcdimport.Run(ctx, cfg)
@@ -253,7 +253,7 @@ func TestImportFollow(t *testing.T) {
 		defer close(done)
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		sum, runErr = etcdimport.Run(rctx, etcdimport.Config{Source: etcdimport.EtcdSource{C: src}, Target: dst.ActiveConnection(), Follow: true, Stop: stop})
+		sum, runErr = etcdimport.Run(rctx, etcdimport.Config{Source: &etcdimport.EtcdSource{C: src}, Target: dst.ActiveConnection(), Follow: true, Stop: stop})
 	}()
 	// Writers: puts, overwrites, puts on leases granted along the way,
 	// deletes, transactions and a revoke, bounded in count.
@@ -360,7 +360,7 @@ func TestImportErrors(t *testing.T) {
 		}
 	}
 	run := func(dst *clientv3.Client, cfg etcdimport.Config, rctx context.Context) (etcdimport.Summary, error) {
-		cfg.Source, cfg.Target = etcdimport.EtcdSource{C: src}, dst.ActiveConnection()
+		cfg.Source, cfg.Target = &etcdimport.EtcdSource{C: src}, dst.ActiveConnection()
 		return etcdimport.Run(rctx, cfg)
 	}
 
@@ -436,7 +436,7 @@ func TestImportErrors(t *testing.T) {
 		if _, err := other.Put(ctx, "/other", "1"); err != nil {
 			t.Fatal(err)
 		}
-		_, err = etcdimport.Run(ctx, etcdimport.Config{Source: etcdimport.EtcdSource{C: other}, Target: dst.ActiveConnection()})
+		_, err = etcdimport.Run(ctx, etcdimport.Config{Source: &etcdimport.EtcdSource{C: other}, Target: dst.ActiveConnection()})
 		if !errors.Is(err, etcdimport.ErrOtherSource) {
 			t.Fatalf("import from another etcd: %v", err)
 		}

@@ -42,15 +42,21 @@ type Revision struct {
 	Err    error
 }
 
-// EtcdSource reads a live etcd through clientv3.
-type EtcdSource struct{ C *clientv3.Client }
+// EtcdSource reads a live etcd through clientv3. Keys keeps an index of
+// the key space between calls: one run's goroutine only.
+type EtcdSource struct {
+	C *clientv3.Client
+
+	index    []indexEntry
+	indexRev int64
+}
 
 // allKeys is the whole key space as etcd's clients name it (from "\x00").
 var allKeys = []clientv3.OpOption{clientv3.WithFromKey()}
 
 const keyZero = "\x00"
 
-func (s EtcdSource) Head(ctx context.Context) (uint64, int64, error) {
+func (s *EtcdSource) Head(ctx context.Context) (uint64, int64, error) {
 	resp, err := s.C.Get(ctx, keyZero, append(allKeys, clientv3.WithCountOnly())...)
 	if err != nil {
 		return 0, 0, err
@@ -58,7 +64,7 @@ func (s EtcdSource) Head(ctx context.Context) (uint64, int64, error) {
 	return resp.Header.ClusterId, resp.Header.Revision, nil
 }
 
-func (s EtcdSource) Leases(ctx context.Context) ([]*pb.LeaseTimeToLiveResponse, error) {
+func (s *EtcdSource) Leases(ctx context.Context) ([]*pb.LeaseTimeToLiveResponse, error) {
 	resp, err := s.C.Leases(ctx)
 	if err != nil {
 		return nil, err
@@ -76,7 +82,7 @@ func (s EtcdSource) Leases(ctx context.Context) ([]*pb.LeaseTimeToLiveResponse, 
 	return out, nil
 }
 
-func (s EtcdSource) Lease(ctx context.Context, id int64) (*pb.LeaseTimeToLiveResponse, error) {
+func (s *EtcdSource) Lease(ctx context.Context, id int64) (*pb.LeaseTimeToLiveResponse, error) {
 	resp, err := s.C.TimeToLive(ctx, clientv3.LeaseID(id))
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return &pb.LeaseTimeToLiveResponse{ID: id, TTL: -1}, nil
@@ -87,35 +93,79 @@ func (s EtcdSource) Lease(ctx context.Context, id int64) (*pb.LeaseTimeToLiveRes
 	return &pb.LeaseTimeToLiveResponse{ID: id, TTL: resp.TTL, GrantedTTL: resp.GrantedTTL}, nil
 }
 
-// Keys asks etcd for the keys sorted by mod revision from from on; etcd
-// sorts before it applies the limit, and orders keys of one revision
-// arbitrarily, so the last revision of a page that has more is left for
-// the next page (or read alone, when it fills the page).
-func (s EtcdSource) Keys(ctx context.Context, rev, from int64, limit int) ([]*mvccpb.KeyValue, bool, error) {
-	opts := append(append([]clientv3.OpOption{}, allKeys...), clientv3.WithRev(rev), clientv3.WithMinModRev(from),
-		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortAscend), clientv3.WithLimit(int64(limit)))
-	resp, err := s.C.Get(ctx, keyZero, opts...)
-	if err != nil {
-		return nil, false, err
+// Keys reads the key space at rev in (mod revision, key) order without
+// asking etcd to sort it (etcd sorts a whole range before it applies a
+// limit, so every page would read every key): the first call lists the
+// keys alone, page by page in key order, and sorts that index; each call
+// then reads its keys' values at rev in transactions of gets.
+func (s *EtcdSource) Keys(ctx context.Context, rev, from int64, limit int) ([]*mvccpb.KeyValue, bool, error) {
+	if s.index == nil || s.indexRev != rev {
+		idx, err := s.listKeys(ctx, rev)
+		if err != nil {
+			return nil, false, err
+		}
+		s.index, s.indexRev = idx, rev
 	}
-	kvs := resp.Kvs
-	if resp.More && len(kvs) > 0 {
-		last := kvs[len(kvs)-1].ModRevision
-		i := sort.Search(len(kvs), func(i int) bool { return kvs[i].ModRevision >= last })
-		if i == 0 {
-			// One revision fills the page: read it whole.
-			one, err := s.C.Get(ctx, keyZero, append(append([]clientv3.OpOption{}, allKeys...), clientv3.WithRev(rev),
-				clientv3.WithMinModRev(last), clientv3.WithMaxModRev(last))...)
-			if err != nil {
-				return nil, false, err
-			}
-			kvs = one.Kvs
-		} else {
-			kvs = kvs[:i]
+	idx := s.index
+	i := sort.Search(len(idx), func(i int) bool { return idx[i].mod >= from })
+	j := min(i+limit, len(idx))
+	for j < len(idx) && j > i && idx[j].mod == idx[j-1].mod {
+		j++ // one revision's keys go together
+	}
+	var kvs []*mvccpb.KeyValue
+	for k := i; k < j; k += getsPerTxn {
+		var ops []clientv3.Op
+		for _, e := range idx[k:min(k+getsPerTxn, j)] {
+			ops = append(ops, clientv3.OpGet(e.key, clientv3.WithRev(rev)))
+		}
+		resp, err := s.C.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, false, err
+		}
+		for _, r := range resp.Responses {
+			kvs = append(kvs, r.GetResponseRange().Kvs...)
 		}
 	}
 	sortKVs(kvs)
-	return kvs, resp.More, nil
+	return kvs, j < len(idx), nil
+}
+
+// getsPerTxn is how many gets one transaction carries (etcd's default
+// --max-txn-ops is 128).
+const getsPerTxn = 100
+
+// indexEntry is one key of the key space and its mod revision.
+type indexEntry struct {
+	key string
+	mod int64
+}
+
+// listKeys lists every key at rev, without values, in (mod revision,
+// key) order.
+func (s *EtcdSource) listKeys(ctx context.Context, rev int64) ([]indexEntry, error) {
+	var idx []indexEntry
+	start := keyZero
+	for {
+		resp, err := s.C.Get(ctx, start, append(append([]clientv3.OpOption{}, allKeys...), clientv3.WithRev(rev),
+			clientv3.WithKeysOnly(), clientv3.WithLimit(10000))...)
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range resp.Kvs {
+			idx = append(idx, indexEntry{key: string(kv.Key), mod: kv.ModRevision})
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	sort.Slice(idx, func(i, j int) bool {
+		if idx[i].mod != idx[j].mod {
+			return idx[i].mod < idx[j].mod
+		}
+		return idx[i].key < idx[j].key
+	})
+	return idx, nil
 }
 
 // sortKVs orders keys by (mod revision, key), the order an import entry
@@ -131,7 +181,7 @@ func sortKVs(kvs []*mvccpb.KeyValue) {
 
 // Watch watches every key from after+1; etcd sends each revision's events
 // together (a response holds whole revisions), in revision order.
-func (s EtcdSource) Watch(ctx context.Context, after int64) <-chan Revision {
+func (s *EtcdSource) Watch(ctx context.Context, after int64) <-chan Revision {
 	out := make(chan Revision)
 	go func() {
 		defer close(out)
