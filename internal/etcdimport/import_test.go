@@ -455,3 +455,42 @@ func TestImportErrors(t *testing.T) {
 		sameKeys(t, "rebuilt from the database", after, rangeAll(t, rebuilt))
 	})
 }
+
+// With authentication on in the target, only its root user may import.
+func TestImportTargetAuth(t *testing.T) {
+	etcdURL := difftest.StartEtcd(t)
+	src := testserver.NewClient(t, etcdURL)
+	ctx := context.Background()
+	if _, err := src.Put(ctx, "/a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	srv := testserver.Start(t)
+	admin := testserver.NewClient(t, srv.URL)
+	for _, step := range []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.UserAdd(ctx, "alice", "alicepw"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	as := func(user, password string) *clientv3.Client {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.URL}, Username: user, Password: password, DialTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	_, err := etcdimport.Run(ctx, etcdimport.Config{Source: &etcdimport.EtcdSource{C: src}, Target: as("alice", "alicepw").ActiveConnection(), Finish: true})
+	if err == nil || err.Error() != "target: etcdserver: permission denied" {
+		t.Fatalf("import as a user without the root role: %v", err)
+	}
+	root := as("root", "rootpw")
+	if sum, err := etcdimport.Run(ctx, etcdimport.Config{Source: &etcdimport.EtcdSource{C: src}, Target: root.ActiveConnection(), Finish: true}); err != nil || !sum.Finished {
+		t.Fatalf("import as root: %v (%v)", err, sum)
+	}
+	sameKeys(t, "imported as root", rangeAll(t, src), rangeAll(t, root))
+}
