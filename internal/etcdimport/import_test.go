@@ -494,3 +494,48 @@ func TestImportTargetAuth(t *testing.T) {
 	}
 	sameKeys(t, "imported as root", rangeAll(t, src), rangeAll(t, root))
 }
+
+// While importing, the target's lease clock expires nothing (etcd decides);
+// at the finish each lease runs from what it has left at etcd.
+func TestImportLeaseClock(t *testing.T) {
+	etcdURL := difftest.StartEtcd(t)
+	src := testserver.NewClient(t, etcdURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := src.Grant(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Put(ctx, "/leased", "1", clientv3.WithLease(l.ID)); err != nil {
+		t.Fatal(err)
+	}
+	ka, err := src.KeepAlive(ctx, l.ID) // etcd keeps it; nothing renews it on the target
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range ka {
+		}
+	}()
+	dst := testserver.NewClient(t, testserver.Start(t).URL)
+	runImport(t, src, dst, etcdimport.Config{})
+	time.Sleep(5 * time.Second) // past the lease's 3 s: the target must not expire it
+	if r := rangeAll(t, dst); len(r.Kvs) != 1 {
+		t.Fatalf("the target expired an imported lease while importing: %v", r.Kvs)
+	}
+	_, err = dst.KeepAliveOnce(ctx, l.ID)
+	wantRefused(t, err)
+	runImport(t, src, dst, etcdimport.Config{Finish: true})
+	ttl, err := dst.TimeToLive(ctx, l.ID)
+	if err != nil || ttl.GrantedTTL != 3 || ttl.TTL > 3 || ttl.TTL < 1 {
+		t.Fatalf("lease after the finish: %+v, %v", ttl, err)
+	}
+	// Nothing renews it on the target: it expires within its TTL.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rangeAll(t, dst).Kvs) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the imported lease did not expire after the finish")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
