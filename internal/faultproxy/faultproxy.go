@@ -93,9 +93,12 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
 
 // Cut closes every open connection and refuses new ones until Restore.
-func (p *Proxy) Cut() {
+func (p *Proxy) Cut() { p.dropLinks(func() { p.cut = true }) }
+
+// dropLinks makes a change under the lock and closes every open connection.
+func (p *Proxy) dropLinks(change func()) {
 	p.mu.Lock()
-	p.cut = true
+	change()
 	links := p.links
 	p.links = make(map[*link]struct{})
 	p.mu.Unlock()
@@ -114,16 +117,7 @@ func (p *Proxy) Restore() {
 
 // Retarget closes every open connection and sends new ones to target
 // (host:port): a switch of the backend behind a load balancer.
-func (p *Proxy) Retarget(target string) {
-	p.mu.Lock()
-	p.target = target
-	links := p.links
-	p.links = make(map[*link]struct{})
-	p.mu.Unlock()
-	for l := range links {
-		l.close()
-	}
-}
+func (p *Proxy) Retarget(target string) { p.dropLinks(func() { p.target = target }) }
 
 // Close stops the listener, closes every connection and waits for all of the
 // proxy's goroutines to return. It is idempotent.
