@@ -6,16 +6,19 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcdsql/etcdsql/internal/mysqltest"
 	"github.com/etcdsql/etcdsql/internal/release"
+	"github.com/etcdsql/etcdsql/rpc"
 )
 
 // TestMixedVersionRefusesNewCalls: while a member of v0.1.0 remains, the
-// calls this release introduced (users and roles) are refused with etcd's
+// calls this release introduced (users and roles, imports) are refused with etcd's
 // "not capable", on a member of this release, as a follower and as the
 // leader, and change nothing; once the last member runs this release they
 // work, with no restart.
@@ -127,6 +130,11 @@ func refusedEverywhere(t *testing.T, ctx context.Context, c *Cluster, members []
 			if ee, ok := err.(rpctypes.EtcdError); !ok || ee.Code() != codes.FailedPrecondition || ee.Error() != "etcdserver: not capable" {
 				t.Errorf("%s on %s with %s: %v, want %v", name, m.Name, while, err, rpctypes.ErrNotCapable)
 			}
+		}
+		// An import (this release's entry kinds) likewise.
+		ierr := cli.ActiveConnection().Invoke(ctx, "/"+rpc.ImportService+"/Begin", &pb.ResponseHeader{ClusterId: 1}, &pb.ResponseHeader{})
+		if st := status.Convert(ierr); st.Code() != codes.FailedPrecondition || st.Message() != "etcdserver: not capable" {
+			t.Errorf("import on %s with %s: %v, want %v", m.Name, while, ierr, rpctypes.ErrNotCapable)
 		}
 		users, err := cli.UserList(ctx)
 		if err != nil || len(users.Users) != 0 {
