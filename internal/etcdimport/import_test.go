@@ -1,6 +1,7 @@
 package etcdimport_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -246,6 +247,7 @@ func TestImportFollow(t *testing.T) {
 	dst := c.Client()
 
 	stop := make(chan struct{})
+	var progress bytes.Buffer // written by Run's progress goroutine, read after Run
 	var sum etcdimport.Summary
 	var runErr error
 	done := make(chan struct{})
@@ -253,7 +255,8 @@ func TestImportFollow(t *testing.T) {
 		defer close(done)
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		sum, runErr = etcdimport.Run(rctx, etcdimport.Config{Source: &etcdimport.EtcdSource{C: src}, Target: dst.ActiveConnection(), Follow: true, Stop: stop})
+		sum, runErr = etcdimport.Run(rctx, etcdimport.Config{Source: &etcdimport.EtcdSource{C: src}, Target: dst.ActiveConnection(), Follow: true, Stop: stop,
+			Progress: &progress, ProgressEvery: 100 * time.Millisecond})
 	}()
 	// Writers: puts, overwrites, puts on leases granted along the way,
 	// deletes, transactions and a revoke, bounded in count.
@@ -309,6 +312,9 @@ func TestImportFollow(t *testing.T) {
 	<-done
 	if runErr != nil || !sum.Finished || sum.Rev != etcdRev {
 		t.Fatalf("follow: %v, %+v; want finished at %d", runErr, sum, etcdRev)
+	}
+	if p := progress.String(); !strings.Contains(p, "revisions, revision ") || !strings.Contains(p, "behind etcd") {
+		t.Errorf("progress lines: %q", p)
 	}
 	sameKeys(t, "after the follow", rangeAll(t, src), rangeAll(t, dst))
 	sameLeases(t, src, dst, 3)
