@@ -138,9 +138,8 @@ func (l *lessor) remaining(info fsm.LeaseInfo, now time.Time) (int64, error) {
 }
 
 // expired lists leases past their deadline, at most limit of them (none
-// while the store imports), and
-// forgets leases that no longer exist. next is the earliest deadline still
-// ahead (zero if none).
+// while the store imports), and forgets leases that no longer exist. next
+// is the earliest deadline still ahead (zero if none).
 func (l *lessor) expired(now time.Time, limit int) (ids []int64, next time.Time) {
 	if l.store.Importing() {
 		// The source decides: its revocations arrive as deletions, and
