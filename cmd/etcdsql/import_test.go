@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdsql/etcdsql/internal/difftest"
 	"github.com/etcdsql/etcdsql/internal/freeport"
 	"github.com/etcdsql/etcdsql/internal/testserver"
@@ -42,6 +44,7 @@ func TestImportCommandRefusals(t *testing.T) {
 			t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
 		}
 	}
+	etcdctl("put", "/apisix/routes/1", "{}")
 	etcdctl("user", "add", "root:secret")
 	etcdctl("auth", "enable")
 	err = runImport(context.Background(), []string{"--from-etcd", etcdURL, "--user", "root:wrong", "--endpoints", srv.URL}, &out)
@@ -56,5 +59,34 @@ func TestImportCommandRefusals(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "import finished") {
 		t.Fatalf("summary line: %q", out.String())
+	}
+
+	// --follow ends cleanly on the first signal (the context main cancels
+	// on SIGINT or SIGTERM): it catches up and finishes.
+	srv2 := testserver.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var followOut bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runImport(ctx, []string{"--from-etcd", etcdURL, "--user", "root:secret", "--endpoints", srv2.URL, "--follow"}, &followOut)
+	}()
+	c := testserver.NewClient(t, srv2.URL)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, err := c.Get(context.Background(), "\x00", clientv3.WithFromKey(), clientv3.WithCountOnly())
+		if err == nil && r.Header.Revision > 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the follow copied nothing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil || !strings.Contains(followOut.String(), "import finished") {
+		t.Fatalf("--follow stopped: %v\n%s", err, followOut.String())
+	}
+	if _, err := c.Put(context.Background(), "/after", "1"); err != nil {
+		t.Fatalf("write after the follow finished: %v", err)
 	}
 }
