@@ -26,6 +26,11 @@ type lessor struct {
 	deadlines map[int64]deadline
 	// next is the deadline the expiry loop sleeps until (zero: none).
 	next time.Time
+	// finished is the raft index of the import finish this leader
+	// applied (0: none): the leases it started run from what they had
+	// left at the source, as etcd's leader had them. A later leader
+	// gives them their full TTL, as it does every lease.
+	finished uint64
 }
 
 // deadline is when one grant of a lease expires.
@@ -42,6 +47,7 @@ func (l *lessor) promote() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.primary = true
+	l.finished = 0
 	clear(l.deadlines)
 	l.next = time.Time{}
 	l.wake()
@@ -62,7 +68,7 @@ func (l *lessor) deadline(info fsm.LeaseInfo, now time.Time) time.Time {
 	if !ok || d.grantIndex != info.GrantIndex {
 		// An imported lease starts from what it had left at its source.
 		ttl := info.TTL
-		if info.Remaining > 0 {
+		if info.Remaining > 0 && l.finished != 0 && info.GrantIndex == l.finished {
 			ttl = min(ttl, info.Remaining)
 		}
 		d = deadline{grantIndex: info.GrantIndex, at: now.Add(time.Duration(ttl) * time.Second)}
@@ -88,11 +94,16 @@ func (l *lessor) granted(id int64, grantIndex uint64, ttl int64, now time.Time) 
 	}
 }
 
-// started tells the expiry loop that leases may have new deadlines (an
-// import finished). Apply goroutine.
-func (l *lessor) started() {
+// started records that the import finish at raft index idx has been
+// applied, and tells the expiry loop that leases have new deadlines.
+// Apply goroutine.
+func (l *lessor) started(idx uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.primary {
+		return
+	}
+	l.finished = idx
 	l.wake()
 }
 

@@ -131,3 +131,45 @@ func TestLessorWakesOnlyForAnEarlierDeadline(t *testing.T) {
 		t.Error("a grant expiring before the next deadline did not wake the expiry loop")
 	}
 }
+
+// An imported lease expires nothing while the store imports; the leader
+// that applies the finish starts it from what it had left at the source,
+// and a later leader gives it its full TTL, as to every lease.
+func TestImportedLeaseClock(t *testing.T) {
+	store, _ := fsm.New(fsm.DefaultConfig())
+	idx := uint64(0)
+	apply := func(e *fsm.ImportEntry) {
+		idx++
+		data, err := fsm.EncodeImport(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := store.Apply(idx, data); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	l := newLessor(store)
+	l.promote()
+	apply(&fsm.ImportEntry{Kind: fsm.ImportBegin, Msg: &pb.ResponseHeader{ClusterId: 1}})
+	apply(&fsm.ImportEntry{Kind: fsm.ImportLease, Msg: &pb.LeaseTimeToLiveResponse{ID: 7, GrantedTTL: 60, TTL: 10}})
+	t0 := time.Now()
+	if got, _ := l.expired(t0.Add(time.Hour), 10); len(got) != 0 {
+		t.Fatalf("expired while importing: %v", got)
+	}
+	apply(&fsm.ImportEntry{Kind: fsm.ImportFinish, Msg: &pb.LeaseLeasesResponse{Header: &pb.ResponseHeader{Revision: 1}, Leases: []*pb.LeaseStatus{{ID: 7}}}})
+	l.started(idx)
+	if got, _ := l.expired(t0, 10); len(got) != 0 {
+		t.Fatalf("expired at the finish: %v", got)
+	}
+	if got, _ := l.expired(t0.Add(11*time.Second), 10); len(got) != 1 {
+		t.Fatalf("not expired 11 s after a finish with 10 s left: %v", got)
+	}
+	l.demote()
+	l.promote() // a new leader
+	if got, _ := l.expired(t0, 10); len(got) != 0 {
+		t.Fatalf("expired at promotion: %v", got)
+	}
+	if got, _ := l.expired(t0.Add(11*time.Second), 10); len(got) != 0 {
+		t.Fatalf("a new leader gave the imported lease less than its TTL: %v", got)
+	}
+}

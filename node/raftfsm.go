@@ -56,7 +56,7 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		if res.Import != nil && res.Err == nil && !f.n.store.Importing() {
 			// An import finished: its leases' clocks start now.
-			f.n.lessor.started()
+			f.n.lessor.started(logs[i].Index)
 		}
 	}
 	return out
