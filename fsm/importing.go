@@ -251,6 +251,10 @@ func (s *Store) importReset() {
 	s.leaseVersion++
 	s.wipes++
 	s.setImport(&importState{})
+	// Announced here: the batch around it may end at the revision it
+	// started at.
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // checkImportLease refuses a key whose lease the store does not have.
