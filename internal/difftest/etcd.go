@@ -53,6 +53,10 @@ type EtcdOptions struct {
 	// ProbeTLS is the client configuration of the /health probe on an
 	// https client URL (a client certificate when ClientCertAuth is set).
 	ProbeTLS *tls.Config
+	// DataDir, when set, is an existing data directory to start on (one
+	// RestoreSnapshot made); by default etcd starts a new cluster in a
+	// directory of its own.
+	DataDir string
 }
 
 // args returns the extra etcd flags of the client port.
@@ -115,6 +119,10 @@ func startEtcdOnce(t testing.TB, bin string, attempt int, o EtcdOptions) (string
 	if o.TLS != nil {
 		scheme = "https"
 	}
+	dataDir := filepath.Join(dir, "data")
+	if o.DataDir != "" {
+		dataDir = o.DataDir
+	}
 	clientURL := fmt.Sprintf("%s://127.0.0.1:%d", scheme, clientPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 	logPath := filepath.Join(dir, fmt.Sprintf("etcd-%d.log", attempt))
@@ -126,7 +134,7 @@ func startEtcdOnce(t testing.TB, bin string, attempt int, o EtcdOptions) (string
 
 	cmd := exec.Command(bin, append([]string{
 		"--name", "difftest",
-		"--data-dir", filepath.Join(dir, "data"),
+		"--data-dir", dataDir,
 		"--listen-client-urls", clientURL,
 		"--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL,
