@@ -70,6 +70,31 @@ func (s *Store) Snapshot() *Snapshot {
 // Rev returns the revision the snapshot was taken at.
 func (snap *Snapshot) Rev() int64 { return snap.rev }
 
+// Export is a snapshot's state, for other formats (etcd's backend file):
+// the pieces Load takes back. The records are shared and read-only.
+type Export struct {
+	// AppliedIndex is the raft index the snapshot was taken at.
+	AppliedIndex uint64
+	// Rev is the current revision; CompactRev the compact revision (-1
+	// when the store was never compacted).
+	Rev, CompactRev int64
+	// Leases is every lease, by ID (Keys unset).
+	Leases []LeaseInfo
+	// Changes is every retained version in (revision, sub) order.
+	Changes []Change
+	Auth    AuthState
+}
+
+// Export returns the snapshot's state. Safe for concurrent use.
+func (snap *Snapshot) Export() Export {
+	e := Export{AppliedIndex: snap.applied, Rev: snap.rev, CompactRev: snap.compactRev, Leases: snap.leases, Auth: snap.auth,
+		Changes: make([]Change, len(snap.versions))}
+	for i, v := range snap.versions {
+		e.Changes[i] = Change{KV: v.kv, Sub: v.sub, Deleted: v.tombstone()}
+	}
+	return e
+}
+
 // WriteTo writes the snapshot in its stable binary form.
 func (snap *Snapshot) WriteTo(w io.Writer) (int64, error) { return snap.write(w, true) }
 

@@ -264,3 +264,6 @@ func deadlineOf(ctx context.Context) time.Time {
 
 // NewWatchStream opens a watch stream over the local store.
 func (n *Node) NewWatchStream() *fsm.WatchStream { return n.store.NewWatchStream() }
+
+// StoreSnapshot is a point-in-time copy of the store. Safe for concurrent use.
+func (n *Node) StoreSnapshot() *fsm.Snapshot { return n.store.Snapshot() }

@@ -95,6 +95,9 @@ func StartMember(cfg MemberConfig) (*Member, error) {
 	if cfg.RPC.Logger == nil {
 		cfg.RPC.Logger = cfg.Node.Logger
 	}
+	if cfg.RPC.SnapshotDir == "" {
+		cfg.RPC.SnapshotDir = cfg.Node.DataDir
+	}
 	srv, err := rpc.NewServer(n, cfg.RPC)
 	if err != nil {
 		closeAll()

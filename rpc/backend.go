@@ -103,6 +103,9 @@ type Backend interface {
 	ReadBarrier(ctx context.Context) error
 	// NewWatchStream opens the watchers of one client stream.
 	NewWatchStream() *fsm.WatchStream
+	// StoreSnapshot is a point-in-time copy of this member's store (what
+	// it has applied), for Maintenance.Snapshot.
+	StoreSnapshot() *fsm.Snapshot
 	// Rev returns this member's current revision (what its store has
 	// applied), for response headers.
 	Rev() int64

@@ -45,10 +45,6 @@ func (m *maintenanceServer) HashKV(context.Context, *pb.HashKVRequest) (*pb.Hash
 	return nil, unimplemented("hashkv")
 }
 
-func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_SnapshotServer) error {
-	return unimplemented("snapshot (back up the SQL database instead)")
-}
-
 func (m *maintenanceServer) MoveLeader(context.Context, *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
 	return nil, unimplemented("move-leader")
 }

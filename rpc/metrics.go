@@ -18,6 +18,12 @@ type metrics struct {
 	latency           *prometheus.HistogramVec
 	// passwordWaits counts authentications waiting for a bcrypt slot.
 	passwordWaits prometheus.Gauge
+	// snapshots counts Maintenance.Snapshot calls by result;
+	// snapshotSeconds times the ones sent whole; snapshotBytes counts
+	// the database bytes sent.
+	snapshots       *prometheus.CounterVec
+	snapshotSeconds prometheus.Histogram
+	snapshotBytes   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +39,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"grpc_method"}),
 		passwordWaits: prometheus.NewGauge(prometheus.GaugeOpts{Name: "etcdsql_auth_password_checks_waiting",
 			Help: "Authentications waiting for one of the member's bcrypt slots (one per core)."}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcdsql_snapshots_total",
+			Help: "Maintenance.Snapshot calls, by result (sent, canceled by the client, failed)."}, []string{"result"}),
+		snapshotSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "etcdsql_snapshot_duration_seconds",
+			Help: "Time to build and send a snapshot.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		snapshotBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdsql_snapshot_sent_bytes_total",
+			Help: "Backend file bytes sent by Maintenance.Snapshot."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.watchStreams, m.watchers, m.compactedWatchers, m.eventsSent, m.handled, m.latency, m.passwordWaits)
+		reg.MustRegister(m.watchStreams, m.watchers, m.compactedWatchers, m.eventsSent, m.handled, m.latency, m.passwordWaits,
+			m.snapshots, m.snapshotSeconds, m.snapshotBytes)
 	}
 	return m
 }

@@ -42,6 +42,9 @@ type Config struct {
 	MaxKeyBytes int
 	// EnablePprof serves Go's profiler under /debug/pprof/.
 	EnablePprof bool
+	// SnapshotDir is where Maintenance.Snapshot builds the file it sends
+	// (removed once sent); os.TempDir() when empty.
+	SnapshotDir string
 	Logger      *slog.Logger
 	// Registry receives the server's metrics; Gatherer serves /metrics.
 	Registry prometheus.Registerer
