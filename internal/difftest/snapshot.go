@@ -25,6 +25,16 @@ const snapshotWait = 20 * time.Second
 // failure fails the test with the output.
 func Etcdctl(t testing.TB, args ...string) []byte {
 	t.Helper()
+	out, err := EtcdctlErr(args...)
+	if err != nil {
+		t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// EtcdctlErr runs etcdctl (API 3) with args and returns its output and
+// how it ended.
+func EtcdctlErr(args ...string) ([]byte, error) {
 	bin := EtcdctlBinary
 	if env := os.Getenv("DIFFTEST_ETCDCTL"); env != "" {
 		bin = env
@@ -33,11 +43,7 @@ func Etcdctl(t testing.TB, args ...string) []byte {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
-	}
-	return out
+	return cmd.CombinedOutput()
 }
 
 // SaveSnapshot saves a snapshot of the member at endpoint to path with
