@@ -3,10 +3,12 @@ package difftest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,8 +97,8 @@ type Backup struct {
 }
 
 // WriteBackupWorkload writes under prefix what a backup must keep: keys
-// overwritten and deleted, transactions that write several keys (and one
-// that puts and deletes) in one revision, keys on a lease and a lease
+// overwritten and deleted, transactions that write several keys (one of
+// them 100 keys of 4 KiB, and one that puts and deletes) in one revision, keys on a lease and a lease
 // without keys, a compaction, and more of each after it.
 func WriteBackupWorkload(t testing.TB, cli *clientv3.Client, prefix string) Backup {
 	t.Helper()
@@ -119,6 +121,12 @@ func WriteBackupWorkload(t testing.TB, cli *clientv3.Client, prefix string) Back
 	long := grant(3600)
 	grant(1800) // a lease without keys
 	must(cli.Put(ctx, k("a"), "a1"))
+	// 100 keys of 4 KiB in one revision: the file spans many chunks.
+	var big []clientv3.Op
+	for i := range 100 {
+		big = append(big, clientv3.OpPut(k(fmt.Sprintf("big/%03d", i)), strings.Repeat(string(rune('a'+i%26)), 4096)))
+	}
+	must(cli.Txn(ctx).Then(big...).Commit())
 	must(cli.Txn(ctx).Then(clientv3.OpPut(k("b"), "b1"), clientv3.OpPut(k("c"), "c1"), clientv3.OpPut(k("d"), "d1")).Commit())
 	must(cli.Put(ctx, k("a"), "a2"))
 	must(cli.Delete(ctx, k("b")))

@@ -42,6 +42,9 @@ func TestSnapshotToEtcd(t *testing.T) {
 	}
 
 	t.Logf("backup %+v, snapshot status %+v", b, status)
+	if left, _ := filepath.Glob(filepath.Join(p.DataDir, "etcdsql-snapshot-*")); len(left) != 0 {
+		t.Errorf("temporary snapshot files left in the data dir: %v", left)
+	}
 	dir := RestoreSnapshot(t, path)
 	url := StartEtcdWith(t, EtcdOptions{DataDir: dir})
 	CompareBackup(t, src, newClient(t, url), b)
