@@ -34,7 +34,13 @@ func (b storeBackend) AuthStore() AuthReads              { return b.s }
 // not yet served.
 func storeServer(t *testing.T, s *fsm.Store) (*Server, net.Listener) {
 	t.Helper()
-	srv, err := NewServer(storeBackend{s: s}, DefaultConfig())
+	return backendServer(t, storeBackend{s: s}, DefaultConfig())
+}
+
+// backendServer builds a server over b and a loopback listener for it.
+func backendServer(t *testing.T, b Backend, cfg Config) (*Server, net.Listener) {
+	t.Helper()
+	srv, err := NewServer(b, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +54,12 @@ func storeServer(t *testing.T, s *fsm.Store) (*Server, net.Listener) {
 func serveStore(t *testing.T, s *fsm.Store) *clientv3.Client {
 	t.Helper()
 	srv, l := storeServer(t, s)
+	return serve(t, srv, l)
+}
+
+// serve serves srv on l until the test ends and returns a client of it.
+func serve(t *testing.T, srv *Server, l net.Listener) *clientv3.Client {
+	t.Helper()
 	go srv.Serve(l)
 	t.Cleanup(srv.Close)
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{l.Addr().String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,7 +13,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/etcdsql/etcdsql/fsm"
 	"github.com/etcdsql/etcdsql/internal/etcdbackend"
@@ -25,29 +23,15 @@ import (
 type snapshotBackend struct{ storeBackend }
 
 func (b snapshotBackend) StoreSnapshot() *fsm.Snapshot { return b.s.Snapshot() }
-func (b snapshotBackend) AuthStore() AuthReads        { return b.s }
+func (b snapshotBackend) AuthStore() AuthReads         { return b.s }
 
 // snapshotServer serves s with snapshots built in dir.
 func snapshotServer(t *testing.T, s *fsm.Store, dir string) *clientv3.Client {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.SnapshotDir = dir
-	srv, err := NewServer(snapshotBackend{storeBackend{s: s}}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(srv.Close)
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{l.Addr().String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	srv, l := backendServer(t, snapshotBackend{storeBackend{s: s}}, cfg)
+	return serve(t, srv, l)
 }
 
 // bigStore holds about 2 MiB of values over many revisions, a compaction

@@ -14,16 +14,6 @@ import (
 	"github.com/etcdsql/etcdsql/internal/testserver"
 )
 
-func newClient(t *testing.T, url string) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
 // TestSnapshotToEtcd (issue 12, acceptance 3): a snapshot etcdctl 3.4
 // saves from an etcdsql process restores with etcdctl 3.4 into a real
 // etcd 3.4 that then answers as etcdsql does: the key space at the
@@ -31,7 +21,7 @@ func newClient(t *testing.T, url string) *clientv3.Client {
 // from old revisions, the leases.
 func TestSnapshotToEtcd(t *testing.T) {
 	p := testserver.StartProcess(t, filepath.Join(t.TempDir(), "etcdsql"))
-	src := newClient(t, p.URL)
+	src := testserver.NewClient(t, p.URL)
 	b := WriteBackupWorkload(t, src, "/backup/")
 
 	path := filepath.Join(t.TempDir(), "etcdsql.db")
@@ -47,7 +37,7 @@ func TestSnapshotToEtcd(t *testing.T) {
 	}
 	dir := RestoreSnapshot(t, path)
 	url := StartEtcdWith(t, EtcdOptions{DataDir: dir})
-	CompareBackup(t, src, newClient(t, url), b)
+	CompareBackup(t, src, testserver.NewClient(t, url), b)
 }
 
 // TestSnapshotAuth: with authentication on, only root may take a snapshot
@@ -55,7 +45,7 @@ func TestSnapshotToEtcd(t *testing.T) {
 // into the restored etcd.
 func TestSnapshotAuth(t *testing.T) {
 	srv := testserver.Start(t)
-	cli := newClient(t, srv.URL)
+	cli := testserver.NewClient(t, srv.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, step := range []func() error{
@@ -83,16 +73,11 @@ func TestSnapshotAuth(t *testing.T) {
 	Etcdctl(t, "--endpoints", srv.URL, "--user", "root:rootpw", "snapshot", "save", path)
 
 	url := StartEtcdWith(t, EtcdOptions{DataDir: RestoreSnapshot(t, path)})
-	anon := newClient(t, url)
+	anon := testserver.NewClient(t, url)
 	if _, err := anon.Get(ctx, "/apisix/routes/1"); err == nil {
 		t.Fatal("restored etcd answered a range without credentials: authentication is off")
 	}
-	alice, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		Username: "alice", Password: "alicepw"})
-	if err != nil {
-		t.Fatalf("alice logs in to the restored etcd: %v", err)
-	}
-	defer alice.Close()
+	alice := userClient(t, url, "alice", "alicepw")
 	r, err := alice.Get(ctx, "/apisix/routes/1")
 	if err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != `{"uri":"/a"}` {
 		t.Fatalf("alice reads her prefix: %v %v", r, err)
@@ -100,12 +85,7 @@ func TestSnapshotAuth(t *testing.T) {
 	if _, err := alice.Put(ctx, "/apisix/routes/2", "x"); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("alice writes with a read-only role: %v", err)
 	}
-	root, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		Username: "root", Password: "rootpw"})
-	if err != nil {
-		t.Fatalf("root logs in to the restored etcd: %v", err)
-	}
-	defer root.Close()
+	root := userClient(t, url, "root", "rootpw")
 	users, err := root.UserList(ctx)
 	if err != nil || !reflect.DeepEqual(users.Users, []string{"alice", "root"}) {
 		t.Fatalf("users of the restored etcd: %v %v", users, err)
@@ -114,4 +94,16 @@ func TestSnapshotAuth(t *testing.T) {
 	if err != nil || len(role.Perm) != 1 || string(role.Perm[0].Key) != "/apisix/" {
 		t.Fatalf("role reader of the restored etcd: %v %v", role, err)
 	}
+}
+
+// userClient logs in to url as user, and fails the test if it cannot.
+func userClient(t *testing.T, url, user, password string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		Username: user, Password: password})
+	if err != nil {
+		t.Fatalf("%s logs in to %s: %v", user, url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
