@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +17,7 @@ import (
 
 // openTimeout bounds the wait for the file lock of a database another
 // process (a running etcd) holds.
-const openTimeout = 2 * time.Second
+var openTimeout = 2 * time.Second
 
 // ReadFile reads a backend file: a snapshot as `etcdctl snapshot save`
 // writes it, whose trailing sha256 sum it verifies (ErrChecksum when it
@@ -28,6 +29,9 @@ func ReadFile(path string) (*State, error) {
 		return nil, err
 	}
 	db, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: openTimeout})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("etcdbackend: open %s: %w: another process holds it (a running etcd?); read a copy saved with etcdctl snapshot save", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("etcdbackend: open %s: %w", path, err)
 	}

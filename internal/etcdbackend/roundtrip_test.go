@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -276,5 +278,24 @@ func TestLeaseCodec(t *testing.T) {
 	}
 	if _, err := unmarshalLease([]byte{0x08}); err == nil {
 		t.Error("a truncated lease was decoded")
+	}
+}
+
+// TestReadLocked: a database another process holds (a running etcd's) is
+// refused after a short wait, with what to do instead.
+func TestReadLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	if err := WriteDB(context.Background(), path, &State{Rev: 1}); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	defer func(d time.Duration) { openTimeout = d }(openTimeout)
+	openTimeout = 100 * time.Millisecond
+	if _, err := ReadFile(path); !errors.Is(err, bbolt.ErrTimeout) || !strings.Contains(err.Error(), "etcdctl snapshot save") {
+		t.Fatalf("reading a held database: %v", err)
 	}
 }
