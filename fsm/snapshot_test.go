@@ -467,6 +467,11 @@ func TestExportLoad(t *testing.T) {
 	if e.AppliedIndex != a.idx || e.Rev == 0 || e.CompactRev < rev-40 || len(e.Changes) == 0 || len(e.Leases) == 0 {
 		t.Fatalf("export: applied %d rev %d compact %d, %d changes, %d leases", e.AppliedIndex, e.Rev, e.CompactRev, len(e.Changes), len(e.Leases))
 	}
+	// The current revision is the last retained version's, or the compact
+	// revision's: etcd's backend has no other place for it.
+	if last := e.Changes[len(e.Changes)-1].KV.ModRevision; e.Rev != max(last, e.CompactRev) {
+		t.Fatalf("revision %d, last version at %d, compacted at %d", e.Rev, last, e.CompactRev)
+	}
 	runLog(t, g, 200, a)
 
 	b := newHarness(t)
@@ -481,5 +486,31 @@ func TestExportLoad(t *testing.T) {
 	if !reflect.DeepEqual(got, e) {
 		t.Fatalf("loaded export differs: rev %d/%d compact %d/%d, %d/%d changes, %d/%d leases",
 			got.Rev, e.Rev, got.CompactRev, e.CompactRev, len(got.Changes), len(e.Changes), len(got.Leases), len(e.Leases))
+	}
+}
+
+// TestRevisionHeldByVersions: whatever the commands (deletes, lease
+// revocations, compactions at any revision), the current revision is that
+// of the last retained version or the compact revision, as etcd's backend
+// requires of a snapshot taken from us.
+func TestRevisionHeldByVersions(t *testing.T) {
+	for seed := range uint64(20) {
+		a := newHarness(t)
+		g := newCmdGen(100+seed, a.s)
+		for step := range 30 {
+			runLog(t, g, 50, a)
+			if step%7 == 3 {
+				rev, _ := a.s.Revs()
+				a.mustCompact(rev)
+			}
+			e := a.s.Snapshot().Export()
+			last := int64(1)
+			if len(e.Changes) > 0 {
+				last = e.Changes[len(e.Changes)-1].KV.ModRevision
+			}
+			if e.Rev != max(last, e.CompactRev, 1) {
+				t.Fatalf("seed %d step %d: revision %d, last version at %d, compacted at %d", seed, step, e.Rev, last, e.CompactRev)
+			}
+		}
 	}
 }

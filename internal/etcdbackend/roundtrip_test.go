@@ -119,10 +119,14 @@ func TestRoundTripBatches(t *testing.T) {
 }
 
 func TestWriteRefusesDisorder(t *testing.T) {
-	st := &State{Rev: 3, History: []*mvccpb.Event{put("a", "1", 3, 3, 1, 0), put("b", "1", 2, 2, 1, 0)}}
-	err := WriteDB(context.Background(), filepath.Join(t.TempDir(), "db"), st)
-	if err == nil {
-		t.Fatal("versions out of revision order were written")
+	for name, st := range map[string]*State{
+		"versions out of revision order":  {Rev: 3, History: []*mvccpb.Event{put("a", "1", 3, 3, 1, 0), put("b", "1", 2, 2, 1, 0)}},
+		"revision above the last version": {Rev: 4, CompactRev: 2, History: []*mvccpb.Event{put("a", "1", 3, 3, 1, 0)}},
+		"revision below the last version": {Rev: 2, History: []*mvccpb.Event{put("a", "1", 3, 3, 1, 0)}},
+	} {
+		if err := WriteDB(context.Background(), filepath.Join(t.TempDir(), "db"), st); err == nil {
+			t.Errorf("%s: written", name)
+		}
 	}
 }
 

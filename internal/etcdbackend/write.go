@@ -25,7 +25,7 @@ const (
 // so is the cluster version, which etcd sets itself once it runs. ctx
 // stops the write between two batches.
 func WriteDB(ctx context.Context, path string, st *State) error {
-	if err := checkHistory(st.History); err != nil {
+	if err := checkState(st); err != nil {
 		return fmt.Errorf("etcdbackend: write %s: %w", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{NoSync: true, Timeout: openTimeout})
@@ -45,11 +45,13 @@ func WriteDB(ctx context.Context, path string, st *State) error {
 	return nil
 }
 
-// checkHistory refuses versions out of revision order, which etcd would
-// not read back as they were.
-func checkHistory(h []*mvccpb.Event) error {
+// checkState refuses what etcd would not read back as it was: versions
+// out of revision order, or a current revision that neither the last
+// version nor the compaction holds (etcd takes its revision from them, so
+// it would come back lower).
+func checkState(st *State) error {
 	var last int64
-	for i, ev := range h {
+	for i, ev := range st.History {
 		if ev.Kv == nil || len(ev.Kv.Key) == 0 {
 			return fmt.Errorf("version %d has no key", i)
 		}
@@ -57,6 +59,9 @@ func checkHistory(h []*mvccpb.Event) error {
 			return fmt.Errorf("version %d of %q at revision %d is out of order (after %d)", i, ev.Kv.Key, r, last)
 		}
 		last = ev.Kv.ModRevision
+	}
+	if restored := max(last, st.CompactRev, 1); restored != st.Rev {
+		return fmt.Errorf("current revision %d, but etcd would restore at %d (last version %d, compacted at %d)", st.Rev, restored, last, st.CompactRev)
 	}
 	return nil
 }
