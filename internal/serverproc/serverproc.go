@@ -229,16 +229,29 @@ func Usage(pids ...int) (cpu time.Duration, rss int64, err error) {
 		utime, _ := strconv.ParseInt(f[11], 10, 64)
 		stime, _ := strconv.ParseInt(f[12], 10, 64)
 		cpu += time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		n, err := statusBytes(pid, "VmRSS")
 		if err != nil {
 			return 0, 0, err
 		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				rss += kb << 10
-			}
-		}
+		rss += n
 	}
 	return cpu, rss, nil
+}
+
+// PeakRSS returns the peak resident memory of a process (VmHWM) in bytes.
+func PeakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
+
+// statusBytes reads one size of /proc/PID/status, in bytes.
+func statusBytes(pid int, field string) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
