@@ -24,4 +24,8 @@
 // key's create revision and version come from its first retained version,
 // and a compaction that was scheduled but not finished is run again when
 // the backend is opened. The read side (ReadFile) follows the same rules.
+//
+// An import from a file takes the leases (State.Leases), the key space at
+// the current revision (State.KeysAt(State.Rev)), and, when it wants the
+// history too, the versions after the compact revision (State.History).
 package etcdbackend
