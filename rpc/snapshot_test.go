@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +155,54 @@ func TestSnapshotCanceled(t *testing.T) {
 			t.Fatalf("snapshot dir still holds %d files after the client hung up", len(left))
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// TestSnapshotGateway: the HTTP/JSON gateway streams the same snapshot,
+// one JSON object per chunk, as etcd's does.
+func TestSnapshotGateway(t *testing.T) {
+	s := bigStore(t)
+	dir := t.TempDir()
+	c := snapshotServer(t, s, dir)
+	resp, err := http.Post("http://"+c.Endpoints()[0]+"/v3/maintenance/snapshot", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var blobs [][]byte
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var msg struct {
+			Result struct {
+				Blob []byte `json:"blob"`
+			} `json:"result"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		blobs = append(blobs, msg.Result.Blob)
+	}
+	if len(blobs) < 10 {
+		t.Fatalf("%d messages for about 2 MiB", len(blobs))
+	}
+	db := bytes.Join(blobs[:len(blobs)-1], nil)
+	if sum := sha256.Sum256(db); !bytes.Equal(blobs[len(blobs)-1], sum[:]) {
+		t.Fatalf("the last message is not the sum of the %d bytes before it", len(db))
+	}
+	path := filepath.Join(t.TempDir(), "snap.db")
+	if err := os.WriteFile(path, bytes.Join(blobs, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := etcdbackend.ReadFile(path)
+	if err != nil {
+		t.Fatalf("snapshot from the gateway: %v", err)
+	}
+	if st.Rev != s.Rev() {
+		t.Fatalf("snapshot from the gateway at revision %d, the store is at %d", st.Rev, s.Rev())
 	}
 }
