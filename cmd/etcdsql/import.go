@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcdsql/etcdsql/internal/etcdbackend"
 	"github.com/etcdsql/etcdsql/internal/etcdimport"
 )
 
@@ -42,6 +43,7 @@ func runImport(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var src, dst importSide
 	fs.StringVar(&src.endpoints, "from-etcd", "", "comma-separated client URLs of the etcd cluster to import from")
+	fromSnapshot := fs.String("from-snapshot", "", "an etcd snapshot file (etcdctl snapshot save) to import from, instead of --from-etcd")
 	src.flags(fs, "", "etcd")
 	fs.StringVar(&dst.endpoints, "endpoints", "http://127.0.0.1:2379", "comma-separated client URLs of the etcdsql cluster to import into")
 	dst.flags(fs, "target-", "etcdsql")
@@ -51,21 +53,34 @@ func runImport(ctx context.Context, args []string, stderr io.Writer) error {
 	dialTimeout := fs.Duration("dial-timeout", 5*time.Second, "how long to wait for either cluster to answer")
 	pageKeys := fs.Int("page-keys", 1000, "keys per replicated entry of the key copy")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: etcdsql import --from-etcd URLS [--endpoints URLS] [--follow] [--finish] [--restart] [flags]")
+		fmt.Fprintln(stderr, "usage: etcdsql import --from-etcd URLS | --from-snapshot FILE [--endpoints URLS] [--follow] [--finish] [--restart] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if src.endpoints == "" || fs.NArg() > 0 {
+	if (src.endpoints == "") == (*fromSnapshot == "") || fs.NArg() > 0 {
 		fs.Usage()
-		return errors.New("import: --from-etcd is required")
+		return errors.New("import: one of --from-etcd and --from-snapshot is required")
 	}
-	source, err := dialSide(src, *dialTimeout, "etcd")
-	if err != nil {
-		return err
+	var source etcdimport.Source
+	if *fromSnapshot != "" {
+		if *follow {
+			return errors.New("import: --follow needs --from-etcd: a snapshot has no revisions after its own")
+		}
+		st, err := etcdbackend.ReadFile(*fromSnapshot)
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		source = &etcdimport.SnapshotSource{State: st}
+	} else {
+		c, err := dialSide(src, *dialTimeout, "etcd")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		source = &etcdimport.EtcdSource{C: c}
 	}
-	defer source.Close()
 	target, err := dialSide(dst, *dialTimeout, "the target cluster")
 	if err != nil {
 		return err
@@ -101,7 +116,7 @@ func runImport(ctx context.Context, args []string, stderr io.Writer) error {
 		}()
 	}
 	cfg := etcdimport.Config{
-		Source:   &etcdimport.EtcdSource{C: source},
+		Source:   source,
 		Target:   target.ActiveConnection(),
 		Follow:   *follow,
 		Stop:     stop,
