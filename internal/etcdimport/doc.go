@@ -9,6 +9,6 @@
 // finishes. `etcdsql import` is its command.
 //
 // The source is anything that yields leases, a key space at a revision and
-// then events (Source); a live etcd is one (EtcdSource), a snapshot file
-// can be another.
+// then events (Source); a live etcd is one (EtcdSource), an etcd
+// snapshot file another (SnapshotSource, read with etcdbackend.ReadFile).
 package etcdimport
