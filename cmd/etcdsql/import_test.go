@@ -97,11 +97,8 @@ func TestImportCommandRefusals(t *testing.T) {
 // refused before the target is touched; a good file is imported and the
 // cluster opened with --finish.
 func TestImportCommandFromSnapshot(t *testing.T) {
-	etcdURL := difftest.StartEtcd(t)
-	src := testserver.NewClient(t, etcdURL)
-	b := difftest.WriteBackupWorkload(t, src, "/backup/")
-	path := filepath.Join(t.TempDir(), "etcd.db")
-	difftest.SaveSnapshot(t, etcdURL, path)
+	e := difftest.SnapshotEtcd(t, "/backup/")
+	src, b, path := e.Client, e.Backup, e.Path
 	srv := testserver.Start(t)
 	var out bytes.Buffer
 

@@ -14,6 +14,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // EtcdctlBinary is etcd 3.4's etcdctl, used for snapshots. The environment
@@ -246,4 +247,29 @@ func CompareBackup(t testing.TB, want, got *clientv3.Client, b Backup) {
 			t.Errorf("lease %x: granted TTL %d, want %d", id, gotLeases[id], wantLeases[id])
 		}
 	}
+}
+
+// EtcdSnapshot is a real etcd holding a backup workload, and a snapshot
+// of it.
+type EtcdSnapshot struct {
+	Client *clientv3.Client // closed when the test ends
+	URL    string
+	Backup Backup
+	Path   string // the file `etcdctl snapshot save` wrote
+}
+
+// SnapshotEtcd starts a real etcd 3.4, writes WriteBackupWorkload under
+// prefix into it, and saves a snapshot of it with etcdctl.
+func SnapshotEtcd(t testing.TB, prefix string) EtcdSnapshot {
+	t.Helper()
+	s := EtcdSnapshot{URL: StartEtcd(t), Path: filepath.Join(t.TempDir(), "etcd.db")}
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.URL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s.Client = c
+	s.Backup = WriteBackupWorkload(t, c, prefix)
+	SaveSnapshot(t, s.URL, s.Path)
+	return s
 }

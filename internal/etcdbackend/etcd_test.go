@@ -2,15 +2,12 @@ package etcdbackend
 
 import (
 	"errors"
-	"path/filepath"
 	"reflect"
 	"testing"
-	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/etcdsql/etcdsql/fsm"
 	"github.com/etcdsql/etcdsql/internal/difftest"
@@ -21,15 +18,8 @@ import (
 // at every revision since the compaction, the events a watch from an old
 // revision gets, and the leases.
 func TestReadEtcdSnapshot(t *testing.T) {
-	url := difftest.StartEtcd(t)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	b := difftest.WriteBackupWorkload(t, cli, "/backup/")
-	path := filepath.Join(t.TempDir(), "etcd.db")
-	difftest.SaveSnapshot(t, url, path)
+	e := difftest.SnapshotEtcd(t, "/backup/")
+	cli, b, path := e.Client, e.Backup, e.Path
 
 	st, err := ReadFile(path)
 	if err != nil {

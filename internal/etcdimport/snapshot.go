@@ -70,11 +70,7 @@ func (s *SnapshotSource) Keys(_ context.Context, rev, from int64, limit int) ([]
 		sortKVs(s.keys)
 	}
 	kvs := s.keys
-	i := sort.Search(len(kvs), func(i int) bool { return kvs[i].ModRevision >= from })
-	j := min(i+limit, len(kvs))
-	for j < len(kvs) && j > i && kvs[j].ModRevision == kvs[j-1].ModRevision {
-		j++ // one revision's keys go together
-	}
+	i, j := page(len(kvs), func(i int) int64 { return kvs[i].ModRevision }, from, limit)
 	return kvs[i:j], j < len(kvs), nil
 }
 
@@ -84,14 +80,7 @@ func (s *SnapshotSource) Watch(ctx context.Context, after int64) <-chan Revision
 	out := make(chan Revision)
 	go func() {
 		defer close(out)
-		send := func(r Revision) bool {
-			select {
-			case out <- r:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		send := sender(ctx, out)
 		if after < s.State.CompactRev {
 			send(Revision{Err: fmt.Errorf("%w: the snapshot is compacted up to revision %d, the import needs revision %d", ErrCompacted, s.State.CompactRev, after+1)})
 			return

@@ -2,7 +2,6 @@ package etcdimport_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,12 +18,9 @@ import (
 // create and mod revision, version and lease, at the same revision, and
 // the same leases.
 func TestImportFromSnapshot(t *testing.T) {
-	etcdURL := difftest.StartEtcd(t)
-	src := testserver.NewClient(t, etcdURL)
-	b := difftest.WriteBackupWorkload(t, src, "/backup/")
-	path := filepath.Join(t.TempDir(), "etcd.db")
-	difftest.SaveSnapshot(t, etcdURL, path)
-	st, err := etcdbackend.ReadFile(path)
+	e := difftest.SnapshotEtcd(t, "/backup/")
+	src, b := e.Client, e.Backup
+	st, err := etcdbackend.ReadFile(e.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

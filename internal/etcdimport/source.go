@@ -107,11 +107,7 @@ func (s *EtcdSource) Keys(ctx context.Context, rev, from int64, limit int) ([]*m
 		s.index, s.indexRev = idx, rev
 	}
 	idx := s.index
-	i := sort.Search(len(idx), func(i int) bool { return idx[i].mod >= from })
-	j := min(i+limit, len(idx))
-	for j < len(idx) && j > i && idx[j].mod == idx[j-1].mod {
-		j++ // one revision's keys go together
-	}
+	i, j := page(len(idx), func(i int) int64 { return idx[i].mod }, from, limit)
 	var kvs []*mvccpb.KeyValue
 	for k := i; k < j; k += getsPerTxn {
 		var ops []clientv3.Op
@@ -128,6 +124,30 @@ func (s *EtcdSource) Keys(ctx context.Context, rev, from int64, limit int) ([]*m
 	}
 	sortKVs(kvs)
 	return kvs, j < len(idx), nil
+}
+
+// page returns the bounds [i, j) of a page of about limit keys, of n
+// sorted by mod revision (mod(i)), from the first at or after revision
+// from; a revision's keys are never split.
+func page(n int, mod func(int) int64, from int64, limit int) (i, j int) {
+	i = sort.Search(n, func(i int) bool { return mod(i) >= from })
+	j = min(i+limit, n)
+	for j < n && j > i && mod(j) == mod(j-1) {
+		j++ // one revision's keys go together
+	}
+	return i, j
+}
+
+// sender returns a send on out that gives up (false) when ctx ends.
+func sender(ctx context.Context, out chan<- Revision) func(Revision) bool {
+	return func(r Revision) bool {
+		select {
+		case out <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // getsPerTxn is how many gets one transaction carries (etcd's default
@@ -185,14 +205,7 @@ func (s *EtcdSource) Watch(ctx context.Context, after int64) <-chan Revision {
 	out := make(chan Revision)
 	go func() {
 		defer close(out)
-		send := func(r Revision) bool {
-			select {
-			case out <- r:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		send := sender(ctx, out)
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		defer cancel()
 		for resp := range s.C.Watch(wctx, keyZero, append(allKeys, clientv3.WithRev(after+1))...) {
