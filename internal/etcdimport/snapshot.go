@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"sort"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -74,29 +73,12 @@ func (s *SnapshotSource) Keys(_ context.Context, rev, from int64, limit int) ([]
 	return kvs[i:j], j < len(kvs), nil
 }
 
-// Watch delivers the file's revisions after after (those since its
-// compaction), then nothing until ctx ends.
-func (s *SnapshotSource) Watch(ctx context.Context, after int64) <-chan Revision {
+// Watch delivers nothing: the key space is copied at the file's own
+// revision (Head), and no revision follows it in a file.
+func (s *SnapshotSource) Watch(ctx context.Context, _ int64) <-chan Revision {
 	out := make(chan Revision)
 	go func() {
 		defer close(out)
-		send := sender(ctx, out)
-		if after < s.State.CompactRev {
-			send(Revision{Err: fmt.Errorf("%w: the snapshot is compacted up to revision %d, the import needs revision %d", ErrCompacted, s.State.CompactRev, after+1)})
-			return
-		}
-		h := s.State.History
-		i := sort.Search(len(h), func(i int) bool { return h[i].Kv.ModRevision > after })
-		for i < len(h) {
-			j := i
-			for j < len(h) && h[j].Kv.ModRevision == h[i].Kv.ModRevision {
-				j++
-			}
-			if !send(Revision{Rev: h[i].Kv.ModRevision, Events: h[i:j], Head: s.State.Rev}) {
-				return
-			}
-			i = j
-		}
 		<-ctx.Done()
 	}()
 	return out
