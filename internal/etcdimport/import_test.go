@@ -131,6 +131,10 @@ func sameLeases(t *testing.T, src, dst *clientv3.Client, slack int64) int {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// etcd lists a lease's keys in no particular order (a map's).
+		for _, keys := range [][][]byte{la.Keys, lb.Keys} {
+			sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i], keys[j]) < 0 })
+		}
 		if la.GrantedTTL != lb.GrantedTTL || lb.TTL > la.TTL+slack || lb.TTL < la.TTL-slack || fmt.Sprint(la.Keys) != fmt.Sprint(lb.Keys) {
 			t.Fatalf("lease %x: granted %d ttl %d keys %q, want granted %d ttl %d keys %q", id, lb.GrantedTTL, lb.TTL, lb.Keys, la.GrantedTTL, la.TTL, la.Keys)
 		}
