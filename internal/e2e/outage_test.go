@@ -286,12 +286,17 @@ func TestSinkOutageRefusesWritesAndRecovers(t *testing.T) {
 		_, err := c.Put(pctx, key, "p")
 		return time.Since(issued), err
 	}
-	var detectedAt time.Time
+	// detectedAt is when the first refused put was issued (the detection
+	// latency); seenAt is when its refusal came back. A put of another
+	// connection issued between the two may have reached the member's
+	// check first, before it noticed, and been proposed: only puts issued
+	// after seenAt must be refused.
+	var detectedAt, seenAt time.Time
 	for i := 0; i < 1000 && time.Since(cutAt) < maxDetection+time.Second; i++ {
 		issued := time.Now()
 		_, err := put(10 * time.Millisecond)
 		if code, text := codeAndText(err); err != nil && code == codes.Unavailable && text == unavailableText {
-			detectedAt = issued
+			detectedAt, seenAt = issued, time.Now()
 			break
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -325,9 +330,9 @@ func TestSinkOutageRefusesWritesAndRecovers(t *testing.T) {
 	// revision stands still until Restore.
 	inflightDeadline := time.Now().Add(putTimeout + 2*time.Second)
 	for w := range issuedAt {
-		for at := issuedAt[w].Load(); at != 0 && at < detectedAt.UnixNano(); at = issuedAt[w].Load() {
+		for at := issuedAt[w].Load(); at != 0 && at < seenAt.UnixNano(); at = issuedAt[w].Load() {
 			if time.Now().After(inflightDeadline) {
-				t.Fatalf("writer %d's put issued %v before detection still in flight", w, detectedAt.Sub(time.Unix(0, at)))
+				t.Fatalf("writer %d's put issued %v before detection still in flight", w, seenAt.Sub(time.Unix(0, at)))
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -441,7 +446,7 @@ func TestSinkOutageRefusesWritesAndRecovers(t *testing.T) {
 			if e.latency > maxRejection {
 				t.Errorf("writer put refused after %v, want <= %v", e.latency, maxRejection)
 			}
-		case isTimeout(e) && e.issued.Before(detectedAt):
+		case isTimeout(e) && e.issued.Before(seenAt):
 		default:
 			t.Errorf("writer put issued %v after the cut (detected at %v) failed with %v %q after %v",
 				e.issued.Sub(cutAt), detection, e.code, e.text, e.latency)
