@@ -29,7 +29,7 @@ func TestApplyBatchMatchesApply(t *testing.T) {
 	var want []*Result
 	for _, e := range entries {
 		if e.Skip {
-			one.SkipIndex(e.Index)
+			one.ApplyBatch([]Entry{e})
 			want = append(want, nil)
 			continue
 		}

@@ -136,13 +136,13 @@ func TestAppliedIndexAndSkipIndex(t *testing.T) {
 	default:
 		t.Fatal("AppliedWait not closed by a failed Apply")
 	}
-	h.s.SkipIndex(5)
+	h.s.ApplyBatch([]Entry{{Index: 5, Skip: true}})
 	if got := h.s.AppliedIndex(); got != 5 {
-		t.Fatalf("after SkipIndex(5): %d", got)
+		t.Fatalf("after skipping index 5: %d", got)
 	}
-	h.s.SkipIndex(3) // never goes back
+	h.s.ApplyBatch([]Entry{{Index: 3, Skip: true}}) // never goes back
 	if got := h.s.AppliedIndex(); got != 5 {
-		t.Fatalf("after SkipIndex(3): %d", got)
+		t.Fatalf("after skipping index 3: %d", got)
 	}
 	h.idx = 5
 	h.put("b", "1") // index 6

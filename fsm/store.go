@@ -164,7 +164,7 @@ func (s *Store) ApplyBatch(entries []Entry) []*Result {
 	applied := uint64(0)
 	for i, e := range entries {
 		if e.Skip {
-			applied = max(applied, e.Index)
+			applied = e.Index
 			continue
 		}
 		res := s.applyOne(e.Index, e.Data)
@@ -260,14 +260,6 @@ func (s *Store) AppliedWait() <-chan struct{} {
 	s.appliedMu.Lock()
 	defer s.appliedMu.Unlock()
 	return s.appliedWait
-}
-
-// SkipIndex records that raft index idx, an entry with nothing to apply
-// (a configuration change), has been passed. Apply goroutine only.
-func (s *Store) SkipIndex(idx uint64) {
-	if idx > s.applied.Load() {
-		s.setApplied(idx)
-	}
 }
 
 func (s *Store) setApplied(idx uint64) {

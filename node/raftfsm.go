@@ -14,10 +14,11 @@ import (
 // raftFSM adapts fsm.Store to raft.FSM. It stays thin: the store decides.
 type raftFSM struct{ n *Node }
 
-var (
-	_ raft.BatchingFSM        = raftFSM{}
-	_ raft.ConfigurationStore = raftFSM{}
-)
+// raft hands a BatchingFSM its configuration entries in the batch too
+// (as skipped indexes, which move the applied index so that reads waiting
+// on an index behind one do not wait for ever); it calls no
+// ConfigurationStore then.
+var _ raft.BatchingFSM = raftFSM{}
 
 func (f raftFSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
@@ -60,12 +61,6 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 	}
 	return out
-}
-
-// StoreConfiguration moves the applied index over configuration entries so
-// that reads waiting on an index behind one do not wait forever.
-func (f raftFSM) StoreConfiguration(index uint64, _ raft.Configuration) {
-	f.n.store.SkipIndex(index)
 }
 
 func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {

@@ -430,8 +430,13 @@ func (w *writer) run(ctx context.Context, d dialect, term uint64, sc script) err
 		}
 		w.stmts = nil
 	}
-	for _, q := range append([]string{d.lockMeta(), setMeta}, sc.texts()...) {
+	for _, q := range []string{d.lockMeta(), setMeta} {
 		if _, err := w.prepared(ctx, q); err != nil {
+			return fmt.Errorf("sqlsink: prepare: %w", err)
+		}
+	}
+	for _, st := range sc {
+		if _, err := w.prepared(ctx, st.q); err != nil {
 			return fmt.Errorf("sqlsink: prepare: %w", err)
 		}
 	}
@@ -456,19 +461,6 @@ func (w *writer) run(ctx context.Context, d dialect, term uint64, sc script) err
 		return fmt.Errorf("sqlsink: commit: %w", err)
 	}
 	return nil
-}
-
-// texts lists the distinct statement texts of sc.
-func (sc script) texts() []string {
-	seen := make(map[string]bool, len(sc))
-	var out []string
-	for _, st := range sc {
-		if !seen[st.q] {
-			seen[st.q] = true
-			out = append(out, st.q)
-		}
-	}
-	return out
 }
 
 // prepared returns q prepared on the pool, preparing it the first time.
