@@ -281,12 +281,10 @@ func (s *Store) live(key []byte) *version {
 }
 
 func validateImportKV(kv *mvccpb.KeyValue, l Limits) error {
-	switch {
-	case len(kv.Key) == 0:
-		return ErrEmptyKey
-	case l.MaxKeyBytes > 0 && len(kv.Key) > l.MaxKeyBytes:
-		return ErrKeyTooLong
-	case kv.CreateRevision < 1 || kv.CreateRevision > kv.ModRevision || kv.Version < 1:
+	if err := l.checkWriteKey(kv.Key); err != nil {
+		return err
+	}
+	if kv.CreateRevision < 1 || kv.CreateRevision > kv.ModRevision || kv.Version < 1 {
 		return fmt.Errorf("%w: key %q with create revision %d, mod revision %d, version %d",
 			ErrImportInvalid, kv.Key, kv.CreateRevision, kv.ModRevision, kv.Version)
 	}

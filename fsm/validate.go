@@ -46,11 +46,10 @@ func ValidateRange(r *pb.RangeRequest) error {
 
 // ValidatePut checks a put, alone or inside a transaction.
 func ValidatePut(r *pb.PutRequest, l Limits) error {
+	if err := l.checkWriteKey(r.Key); err != nil {
+		return err
+	}
 	switch {
-	case len(r.Key) == 0:
-		return ErrEmptyKey
-	case l.MaxKeyBytes > 0 && len(r.Key) > l.MaxKeyBytes:
-		return ErrKeyTooLong
 	case r.IgnoreValue && len(r.Value) != 0:
 		return ErrValueProvided
 	case r.IgnoreLease && r.Lease != 0:
@@ -329,10 +328,16 @@ func (s *Store) checkEntry(r *pb.InternalRaftRequest) error {
 }
 
 func (s *Store) checkWriteKey(k []byte) error {
+	return Limits{MaxKeyBytes: s.cfg.MaxKeyBytes}.checkWriteKey(k)
+}
+
+// checkWriteKey refuses a key no write may store: an empty one, or one
+// past the bound.
+func (l Limits) checkWriteKey(k []byte) error {
 	switch {
 	case len(k) == 0:
 		return ErrEmptyKey
-	case s.cfg.MaxKeyBytes > 0 && len(k) > s.cfg.MaxKeyBytes:
+	case l.MaxKeyBytes > 0 && len(k) > l.MaxKeyBytes:
 		return ErrKeyTooLong
 	}
 	return nil
