@@ -136,6 +136,23 @@ type walStore struct {
 	lock *os.File
 }
 
+// GetLog reads one entry. raft-wal serves entries below its first index
+// while their segment is still open (truncating the head only moves the
+// first index); such an entry is gone, and may be from another history:
+// once a member installs a snapshot its old entries are removed, and an
+// old entry read back at the leader's previous index would refuse every
+// append after the snapshot.
+func (s *walStore) GetLog(index uint64, l *raft.Log) error {
+	first, err := s.WAL.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if index < first {
+		return raft.ErrLogNotFound
+	}
+	return s.WAL.GetLog(index, l)
+}
+
 func (s *walStore) Close() error {
 	return errors.Join(s.WAL.Close(), s.meta.Close(), s.lock.Close())
 }
