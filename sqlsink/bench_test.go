@@ -21,7 +21,7 @@ import (
 // put.
 func BenchmarkSinkBatch(b *testing.B) {
 	for _, db := range []string{"sqlite", "mariadb"} {
-		for _, size := range []int{1, 8, 64} {
+		for _, size := range []int{1, 8, 64, 512} {
 			b.Run(fmt.Sprintf("db=%s/batch=%d", db, size), func(b *testing.B) {
 				cfg := DefaultConfig()
 				if db == "sqlite" {

@@ -42,6 +42,12 @@ type Config struct {
 	// holds at least one whole revision).
 	MaxBatchRevisions int
 	MaxBatchBytes     int
+	// AsyncInterval, with async acks, is the least time between the
+	// starts of two batches, unless more revisions wait than one batch
+	// takes: the database trails by up to that much, and one transaction
+	// carries all of it (what etcd does with its backend, committed every
+	// 100 ms). A write after a quiet spell is written at once.
+	AsyncInterval time.Duration
 	// WriteTimeout bounds one batch (a batch that times out against a
 	// database that answers gets twice as long on each retry, up to
 	// 5 minutes); ProbeInterval is how often an idle
@@ -61,6 +67,7 @@ func DefaultConfig() Config {
 		Ack:               AckSync,
 		MaxBatchRevisions: 1000,
 		MaxBatchBytes:     8 << 20,
+		AsyncInterval:     100 * time.Millisecond,
 		WriteTimeout:      5 * time.Second,
 		ProbeInterval:     time.Second,
 		RetryMin:          50 * time.Millisecond,
@@ -81,7 +88,7 @@ func (c Config) Validate() error {
 	if c.Ack != AckSync && c.Ack != AckAsync {
 		return fmt.Errorf("sqlsink: ack must be %q or %q, got %q", AckSync, AckAsync, c.Ack)
 	}
-	if c.MaxBatchRevisions < 1 || c.MaxBatchBytes < 1 || c.WriteTimeout <= 0 || c.ProbeInterval <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
+	if c.MaxBatchRevisions < 1 || c.MaxBatchBytes < 1 || c.AsyncInterval < 0 || c.WriteTimeout <= 0 || c.ProbeInterval <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
 		return errors.New("sqlsink: batch size, timeouts and retry bounds must be positive")
 	}
 	return nil

@@ -2,10 +2,12 @@ package sqlsink
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcdsql/etcdsql/fsm"
@@ -224,6 +226,68 @@ func forEachDatabase(t *testing.T, f func(t *testing.T, sk *Sink)) {
 			}
 			defer sk.Close()
 			f(t, sk)
+		})
+	}
+}
+
+// With async acks the sink writes at most one batch per AsyncInterval
+// while writes keep coming (a burst goes into few transactions), and the
+// first write after a quiet spell at once. Without the interval every
+// write of the same burst gets its own transaction.
+func TestAsyncIntervalBatchesBursts(t *testing.T) {
+	for _, interval := range []time.Duration{0, 100 * time.Millisecond} {
+		t.Run(interval.String(), func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.SQLitePath = filepath.Join(t.TempDir(), "db")
+			cfg.Ack = AckAsync
+			cfg.AsyncInterval = interval
+			sk, err := Open(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sk.Close()
+			rs := newTestStore(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- sk.Run(ctx, rs.s, 1) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("sink run: %v", err)
+				}
+			}()
+			batches := func() int { return int(testutil.ToFloat64(sk.metrics.batches.WithLabelValues("ok"))) }
+			put := func(k string) int64 {
+				return rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(k), Value: []byte("v")}}).Put.Header.Revision
+			}
+			// Quiet until now: the first write is not held back.
+			time.Sleep(2 * interval)
+			start := time.Now()
+			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer wcancel()
+			if err := sk.WaitRevision(wctx, put("first")); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); interval > 0 && d > interval/2 {
+				t.Errorf("the first write after a quiet spell took %v to reach the database (interval %v)", d, interval)
+			}
+			before := batches()
+			var last int64
+			const burst = 40
+			for i := 0; i < burst; i++ {
+				last = put(fmt.Sprintf("burst/%d", i))
+				time.Sleep(2 * time.Millisecond)
+			}
+			if err := sk.WaitRevision(wctx, last); err != nil {
+				t.Fatal(err)
+			}
+			n := batches() - before
+			if interval > 0 && n > 3 {
+				t.Errorf("a burst of %d writes over about %v took %d transactions with an interval of %v; want at most 3", burst, burst*2*time.Millisecond, n, interval)
+			}
+			if interval == 0 && n < burst/4 {
+				t.Errorf("a burst of %d writes took only %d transactions without an interval", burst, n)
+			}
 		})
 	}
 }

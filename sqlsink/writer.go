@@ -96,6 +96,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	var w *writer // the leader's own session; a new one after an error
 	defer func() { w.close() }()
 	dbWipes := st.ImportWipes
+	var lastStart time.Time
 	for {
 		wait := store.AppliedWait()
 		if wipes := store.ImportWipes(); wipes != dbWipes {
@@ -145,7 +146,18 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 			}
 			continue
 		}
+		if s.cfg.Ack == AckAsync && ch.Complete {
+			if d := s.cfg.AsyncInterval - time.Since(lastStart); d > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(d):
+				}
+				continue
+			}
+		}
 		start := time.Now()
+		lastStart = start
 		if w == nil {
 			w, err = s.openWriter(ctx)
 		}

@@ -98,6 +98,21 @@ type options struct {
 	bcryptCost             int
 }
 
+// defaultAck is the ack mode --sink-ack names, or the database's default:
+// async on SQLite, whose file lives in the data dir beside the raft log (a
+// write in the fsync'd raft log is as durable as one in that file, which
+// synchronous=NORMAL commits without an fsync anyway), sync on MySQL, the
+// system of record that outlives every member's disk.
+func defaultAck(flag, mysqlDSN string) string {
+	switch {
+	case flag != "":
+		return flag
+	case mysqlDSN != "":
+		return sqlsink.AckSync
+	}
+	return sqlsink.AckAsync
+}
+
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("etcdsql", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -113,11 +128,11 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 1572864, "maximum client request size in bytes")
 	fs.IntVar(&o.electionTimeoutMs, "election-timeout", 1000, "raft election timeout in milliseconds")
 	fs.Uint64Var(&o.snapshotCount, "snapshot-count", 8192, "committed entries that trigger a raft snapshot")
-	fs.StringVar(&o.raftLogStore, "raft-log-store", node.LogStoreBoltDB, "raft log store of a new data dir: boltdb (raft-boltdb) or wal (raft-wal, one fsync per append; experimental: a restarted member can loop installing snapshots); an existing data dir keeps its own")
+	fs.StringVar(&o.raftLogStore, "raft-log-store", node.LogStoreBoltDB, "raft log store of a new data dir: boltdb (raft-boltdb) or wal (raft-wal, one fsync per append; experimental: a member with uncommitted entries of an old term can loop installing snapshots); an existing data dir keeps its own")
 	fs.DurationVar(&o.progressNotifyInterval, "experimental-watch-progress-notify-interval", 10*time.Minute,
 		"interval of watch progress notifications for watchers that ask for them")
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", "", "MySQL/MariaDB DSN of the system of record (user:pass@tcp(host:3306)/db); empty: SQLite under --data-dir")
-	fs.StringVar(&o.sinkAck, "sink-ack", "sync", "sync: answer writes once in the database; async: answer on raft commit")
+	fs.StringVar(&o.sinkAck, "sink-ack", "", "sync: answer writes once in the database; async: answer on raft commit (fsync'd raft log), the database trailing by up to 100 ms (default: async on the embedded SQLite file, which sits beside the raft log; sync on MySQL)")
 	fs.StringVar(&o.autoCompactionMode, "auto-compaction-mode", "periodic", "periodic: keep --auto-compaction-retention of history; revision: keep that many revisions")
 	fs.StringVar(&o.autoCompactionRet, "auto-compaction-retention", "0",
 		"history to keep: a duration (\"72h\") or hours (\"1\") in periodic mode, a revision count in revision mode; 0 turns auto-compaction off")
@@ -320,7 +335,7 @@ func memberConfig(o *options, log *slog.Logger, reg *prometheus.Registry) (node.
 		sc := sqlsink.DefaultConfig()
 		sc.MySQLDSN = o.mysqlDSN
 		sc.SQLitePath = filepath.Join(o.dataDir, "etcdsql.db")
-		sc.Ack = o.sinkAck
+		sc.Ack = defaultAck(o.sinkAck, o.mysqlDSN)
 		nc.Sink = &sc
 	}
 
@@ -392,7 +407,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		"listen_client_urls", o.listenClientURLs, "advertise_client_urls", mc.Node.ClientURLs,
 		"listen_peer_urls", o.listenPeerURLs, "election_timeout_ms", o.electionTimeoutMs,
 		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount,
-		"database", database, "sink_ack", o.sinkAck, "gossip_addr", o.gossipAddr, "join", o.join,
+		"database", database, "sink_ack", defaultAck(o.sinkAck, o.mysqlDSN), "gossip_addr", o.gossipAddr, "join", o.join,
 		"bootstrap_expect", o.bootstrapExpect, "role", o.role, "drain_timeout", o.drainTimeout, "member_auth", memberAuth(mc.Node))
 	// A member forming a cluster waits for the others before it serves;
 	// a signal meanwhile stops it.

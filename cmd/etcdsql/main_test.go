@@ -15,6 +15,7 @@ import (
 	"github.com/etcdsql/etcdsql/internal/release"
 	"github.com/etcdsql/etcdsql/internal/testpki"
 	"github.com/etcdsql/etcdsql/node"
+	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
 func TestAutoCompactionFlags(t *testing.T) {
@@ -168,6 +169,32 @@ func TestGossipKeyFlag(t *testing.T) {
 			t.Errorf("%v: %v", c.args, err)
 		case c.wantErr == "" && len(mc.Node.Gossip.SecretKey) != 32:
 			t.Errorf("%v: gossip key of %d bytes", c.args, len(mc.Node.Gossip.SecretKey))
+		}
+	}
+}
+
+// The ack mode follows the database unless --sink-ack names one: async on
+// the embedded SQLite file, sync on MySQL.
+func TestSinkAckDefault(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, sqlsink.AckAsync},
+		{[]string{"--sink-ack", "sync"}, sqlsink.AckSync},
+		{[]string{"--mysql-dsn", "root@tcp(127.0.0.1:3306)/test"}, sqlsink.AckSync},
+		{[]string{"--mysql-dsn", "root@tcp(127.0.0.1:3306)/test", "--sink-ack", "async"}, sqlsink.AckAsync},
+	} {
+		o, err := parse(append([]string{"--data-dir", t.TempDir()}, tc.args...), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc, err := memberConfig(o, slog.Default(), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if mc.Node.Sink == nil || mc.Node.Sink.Ack != tc.want {
+			t.Errorf("%v: sink %+v; want ack %q", tc.args, mc.Node.Sink, tc.want)
 		}
 	}
 }
