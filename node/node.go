@@ -26,7 +26,8 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	peer      *rpc.PeerPort
-	logStore  logStore
+	logStore  *snapLog // the raft log and stable store
+	snaps     raft.SnapshotStore
 	lessor    *lessor
 	sink      *sqlsink.Sink    // nil without a system of record
 	gossip    *cluster.Cluster // nil without gossip (a lone member)

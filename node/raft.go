@@ -40,7 +40,7 @@ func (n *Node) openLog(dir string) (raft.SnapshotStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.logStore = store
+	n.logStore = newSnapLog(store, n.log.With("component", "raft-log"))
 	if kind != n.cfg.LogStore && n.cfg.LogStore != "" {
 		n.log.Warn("the data dir holds another raft log store than --raft-log-store names; keeping the data dir's", "store", kind, "flag", n.cfg.LogStore)
 	}
@@ -49,6 +49,7 @@ func (n *Node) openLog(dir string) (raft.SnapshotStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open snapshots: %w", err)
 	}
+	n.snaps = snaps
 	return snaps, nil
 }
 
@@ -108,6 +109,7 @@ func (n *Node) openRaft() error {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
 	n.lead.attach(n.raft)
+	n.logStore.attach(n.raft)
 	n.peer.Serve(leaderSide{n})
 	return nil
 }

@@ -69,7 +69,11 @@ func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.n.store.Restore(rc)
+	if err := f.n.store.Restore(rc); err != nil {
+		return err
+	}
+	f.n.logStore.restored(f.n.store.AppliedIndex(), f.n.snaps)
+	return nil
 }
 
 type fsmSnapshot struct{ snap *fsm.Snapshot }

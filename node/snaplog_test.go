@@ -1,0 +1,233 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// listFSM appends each command to a list; its snapshot is the list and the
+// index it was applied to.
+type listFSM struct {
+	mu       sync.Mutex
+	items    []string
+	applied  uint64
+	restored func(index uint64)
+}
+
+type listSnap struct {
+	Items   []string
+	Applied uint64
+}
+
+func (f *listFSM) Apply(l *raft.Log) interface{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.items = append(f.items, string(l.Data))
+	f.applied = l.Index
+	return nil
+}
+
+func (f *listFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return listSnap{Items: slices.Clone(f.items), Applied: f.applied}, nil
+}
+
+func (f *listFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var s listSnap
+	if err := json.NewDecoder(rc).Decode(&s); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.items, f.applied = s.Items, s.Applied
+	f.mu.Unlock()
+	f.restored(s.Applied)
+	return nil
+}
+
+func (f *listFSM) list() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.items)
+}
+
+func (s listSnap) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(s); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (listSnap) Release() {}
+
+type testPeer struct {
+	raft  *raft.Raft
+	fsm   *listFSM
+	trans *raft.InmemTransport
+	logs  *snapLog
+}
+
+// A deposed leader that appended entries which never committed, past the
+// index of the snapshot the new leader then sends it (the new leader has
+// compacted its log behind that snapshot), catches up on each log store.
+// Without snapLog, hashicorp/raft (v1.7.3) refuses every append after the
+// install and the leader sends the snapshot again, for ever.
+func TestFollowerCatchesUpAfterSnapshotPastStaleEntries(t *testing.T) {
+	for _, kind := range []string{LogStoreWAL, LogStoreBoltDB} {
+		t.Run(kind, func(t *testing.T) {
+			testStaleEntriesPastSnapshot(t, kind)
+		})
+	}
+}
+
+func testStaleEntriesPastSnapshot(t *testing.T, kind string) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ids := []raft.ServerID{"a", "b", "c"}
+	var servers []raft.Server
+	for _, id := range ids {
+		servers = append(servers, raft.Server{ID: id, Address: raft.ServerAddress(id)})
+	}
+	peers := map[raft.ServerID]*testPeer{}
+	for _, id := range ids {
+		_, trans := raft.NewInmemTransport(raft.ServerAddress(id))
+		peers[id] = &testPeer{trans: trans}
+	}
+	for _, p := range peers {
+		for _, q := range peers {
+			if p != q {
+				p.trans.Connect(q.trans.LocalAddr(), q.trans)
+			}
+		}
+	}
+	for _, id := range ids {
+		p := peers[id]
+		dir := t.TempDir()
+		store, _, err := openLogStore(dir, kind, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		p.logs = newSnapLog(store, quiet)
+		snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger(quiet, "snapshot"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.fsm = &listFSM{restored: func(index uint64) { p.logs.restored(index, snaps) }}
+		rc := raft.DefaultConfig()
+		rc.LocalID = id
+		rc.HeartbeatTimeout = 100 * time.Millisecond
+		rc.ElectionTimeout = 100 * time.Millisecond
+		rc.LeaderLeaseTimeout = 50 * time.Millisecond
+		rc.CommitTimeout = 5 * time.Millisecond
+		rc.SnapshotThreshold = 1 << 30 // snapshots on request only
+		rc.SnapshotInterval = time.Hour
+		rc.TrailingLogs = 2
+		rc.Logger = newHCLogger(quiet, "raft")
+		if err := raft.BootstrapCluster(rc, p.logs, p.logs, snaps, p.trans, raft.Configuration{Servers: servers}); err != nil {
+			t.Fatal(err)
+		}
+		if p.raft, err = raft.NewRaft(rc, p.fsm, p.logs, p.logs, snaps, p.trans); err != nil {
+			t.Fatal(err)
+		}
+		p.logs.attach(p.raft)
+		t.Cleanup(func() { p.raft.Shutdown().Error() })
+	}
+	leader := func(among ...raft.ServerID) *testPeer {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, id := range among {
+				if peers[id].raft.State() == raft.Leader {
+					return peers[id]
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("no leader")
+		return nil
+	}
+	apply := func(p *testPeer, prefix string, n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if err := p.raft.Apply([]byte(fmt.Sprintf("%s%d", prefix, i)), 5*time.Second).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	old := leader(ids...)
+	apply(old, "committed-", 10)
+
+	// Cut the leader off; it appends entries that cannot commit.
+	var rest []raft.ServerID
+	for _, id := range ids {
+		if peers[id] != old {
+			rest = append(rest, id)
+			old.trans.Disconnect(raft.ServerAddress(id))
+			peers[id].trans.Disconnect(old.trans.LocalAddr())
+		}
+	}
+	var lost []raft.ApplyFuture
+	for i := 0; i < 50; i++ {
+		lost = append(lost, old.raft.Apply([]byte(fmt.Sprintf("lost-%d", i)), time.Second))
+	}
+	for _, f := range lost {
+		f.Error()
+	}
+	staleLast := old.raft.LastIndex()
+
+	// The others elect a leader, write less than the cut-off one appended,
+	// and compact their logs behind a snapshot.
+	next := leader(rest...)
+	apply(next, "new-", 20)
+	if err := next.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	snapIndex := next.raft.LastIndex()
+	if snapIndex >= staleLast {
+		t.Fatalf("setup: the snapshot's index %d is not below the cut-off leader's last index %d", snapIndex, staleLast)
+	}
+	if first, _ := next.logs.FirstIndex(); first <= 12 {
+		t.Fatalf("setup: the new leader still holds entries from index %d", first)
+	}
+
+	for _, id := range rest {
+		old.trans.Connect(raft.ServerAddress(id), peers[id].trans)
+		peers[id].trans.Connect(old.trans.LocalAddr(), old.trans)
+	}
+	apply(next, "after-", 5)
+	want := next.fsm.list()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Equal(old.fsm.list(), want) {
+		if time.Now().After(deadline) {
+			got := old.fsm.list()
+			t.Fatalf("the deposed leader did not catch up in 10 s: it holds %d entries, the leader %d (last index %d, stale last index %d, snapshot %d)",
+				len(got), len(want), old.raft.LastIndex(), staleLast, snapIndex)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// It goes on following, and its log holds the leader's entries.
+	apply(next, "later-", 3)
+	want = next.fsm.list()
+	deadline = time.Now().Add(5 * time.Second)
+	for !slices.Equal(old.fsm.list(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the deposed leader stopped following: %d entries, the leader %d", len(old.fsm.list()), len(want))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	last, _ := old.logs.LastIndex()
+	var l raft.Log
+	if err := old.logs.GetLog(last, &l); err != nil || string(l.Data) != "later-2" {
+		t.Fatalf("the deposed leader's last entry = %q, %v", l.Data, err)
+	}
+}
