@@ -16,11 +16,16 @@ run:
 cluster: build
 	ETCDSQL_BIN=$(BIN) deploy/local-cluster.sh
 
-## test: every test, then the race detector over the packages with concurrency (the
-## experimental wal raft log store is covered by node's and the upgrade test's own tests)
+## test: every test, then the race detector over the packages with concurrency, then the
+## correctness tests again on the other raft log store (boltdb; the default is wal)
 test:
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -race -count=1 -timeout 20m ./fsm/ ./rpc/ ./node/ ./sqlsink/ ./cluster/ ./internal/...
+	ETCDSQL_RAFT_LOG_STORE=boltdb $(GO) test -count=1 -timeout 20m -run '$(LOG_STORE_TESTS)' ./node/ ./internal/e2e/
+
+# The linearizability, watch-continuity, kill -9, outage and snapshot
+# catch-up tests, which every supported raft log store must pass.
+LOG_STORE_TESTS = ^(TestClusterLinearizable|TestClusterWatchContinuityAcrossFailovers|TestCrashKeepsAcknowledgedWrites|TestSinkKill9KeepsDatabaseAndStoreEqual|TestSinkOutageRefusesWritesAndRecovers|TestClusterSnapshotCatchUp|TestClusterLeasesAcrossFailovers)$$
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 30m ./...

@@ -123,7 +123,7 @@ func DefaultConfig() Config {
 		RequestTimeout:     5 * time.Second,
 		HeartbeatTimeout:   1000 * time.Millisecond,
 		ElectionTimeout:    1000 * time.Millisecond,
-		LogStore:           LogStoreBoltDB,
+		LogStore:           LogStoreWAL,
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
 		SnapshotInterval:   2 * time.Minute,

@@ -7,7 +7,9 @@
 //
 //   - config.go: Config, its defaults and validation.
 //   - raft.go: raft's setup (log, snapshots, transport, how a member
-//     enters its cluster); raftfsm.go adapts the store to raft.FSM.
+//     enters its cluster); raftfsm.go adapts the store to raft.FSM;
+//     logstore.go opens the log store a data dir holds, and snaplog.go
+//     is that store as raft sees it.
 //   - formation.go: how a member without raft state joins or forms a
 //     cluster (decideFormation, a pure function).
 //   - bootstrap.go: database adoption, the fence across rebuilds, the

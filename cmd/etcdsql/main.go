@@ -128,7 +128,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 1572864, "maximum client request size in bytes")
 	fs.IntVar(&o.electionTimeoutMs, "election-timeout", 1000, "raft election timeout in milliseconds")
 	fs.Uint64Var(&o.snapshotCount, "snapshot-count", 8192, "committed entries that trigger a raft snapshot")
-	fs.StringVar(&o.raftLogStore, "raft-log-store", node.LogStoreBoltDB, "raft log store of a new data dir: boltdb (raft-boltdb) or wal (raft-wal, one fsync per append; experimental: a member with uncommitted entries of an old term can loop installing snapshots); an existing data dir keeps its own")
+	fs.StringVar(&o.raftLogStore, "raft-log-store", node.LogStoreWAL, "raft log store of a new data dir: wal (raft-wal, one fsync per append) or boltdb (raft-boltdb); an existing data dir keeps its own")
 	fs.DurationVar(&o.progressNotifyInterval, "experimental-watch-progress-notify-interval", 10*time.Minute,
 		"interval of watch progress notifications for watchers that ask for them")
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", "", "MySQL/MariaDB DSN of the system of record (user:pass@tcp(host:3306)/db); empty: SQLite under --data-dir")
