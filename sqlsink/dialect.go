@@ -16,11 +16,14 @@ type dialect interface {
 	// q quotes an identifier.
 	q(name string) string
 	// rowsPerStatement bounds the rows of one insert (0: only by
-	// maxParams and maxStatementBytes). SQLite takes one: its statements
-	// are prepared once and run per row, which costs less than parsing a
-	// new multi-row statement for every batch; MySQL takes as many as fit,
-	// to spare round trips.
+	// maxParams and maxStatementBytes); fixedRows says that an insert has
+	// either that many rows or one. SQLite prepares each statement once
+	// and runs it for every batch, so its inserts come in two shapes, 32
+	// rows and one (a statement of 32 rows costs far less than 32 runs of
+	// one, and parsing a new shape every batch more than both); MySQL
+	// takes as many rows as fit, to spare round trips.
 	rowsPerStatement() int
+	fixedRows() bool
 	// insertIgnore starts an insert that skips rows whose key exists.
 	insertIgnore(table string) string
 	// upsertKV is the suffix that makes an insert into kv update a row
@@ -63,6 +66,7 @@ func (mysqlDialect) driver() string               { return "mysql" }
 func (mysqlDialect) q(name string) string         { return "`" + name + "`" }
 func (mysqlDialect) maxParams() int               { return 60000 }
 func (mysqlDialect) rowsPerStatement() int        { return 0 }
+func (mysqlDialect) fixedRows() bool              { return false }
 func (mysqlDialect) lockMeta() string             { return "SELECT value FROM meta WHERE name = ? FOR UPDATE" }
 func (mysqlDialect) sessionSetup() string         { return "SET SESSION innodb_lock_wait_timeout = 1" }
 func (mysqlDialect) sessionID() string            { return "SELECT CONNECTION_ID()" }
@@ -103,7 +107,8 @@ type sqliteDialect struct{}
 func (sqliteDialect) driver() string               { return "sqlite" }
 func (sqliteDialect) q(name string) string         { return `"` + name + `"` }
 func (sqliteDialect) maxParams() int               { return 30000 }
-func (sqliteDialect) rowsPerStatement() int        { return 1 }
+func (sqliteDialect) rowsPerStatement() int        { return 32 }
+func (sqliteDialect) fixedRows() bool              { return true }
 func (sqliteDialect) lockMeta() string             { return "SELECT value FROM meta WHERE name = ?" }
 func (sqliteDialect) sessionSetup() string         { return "" }
 func (sqliteDialect) sessionID() string            { return "" }

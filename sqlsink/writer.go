@@ -344,7 +344,14 @@ func (sc *script) addRows(what, head, tail string, cols int, d dialect, rows fun
 	var args []any
 	n, size := 0, 0
 	flush := func() {
-		if n > 0 {
+		switch {
+		case n == 0:
+		case d.fixedRows() && n != maxRows:
+			one := head + placeholders(1, cols) + tail
+			for i := 0; i < n; i++ {
+				sc.add(what, one, args[i*cols:(i+1)*cols]...)
+			}
+		default:
 			sc.add(what, head+placeholders(n, cols)+tail, args...)
 		}
 		args, n, size = nil, 0, 0
@@ -476,7 +483,7 @@ func (w *writer) run(ctx context.Context, d dialect, term uint64, sc script) err
 }
 
 // prepared returns q prepared on the pool, preparing it the first time.
-// The shapes are few (one row per insert on SQLite), but the cache is
+// The shapes are few (inserts of 32 rows or one on SQLite), but the cache is
 // bounded all the same: run starts it over past maxPrepared.
 func (w *writer) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
 	if st, ok := w.stmts[q]; ok {
