@@ -399,15 +399,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	database := "none (a cluster without --mysql-dsn keeps no SQL system of record)"
+	database, ack := "none (a cluster without --mysql-dsn keeps no SQL system of record)", ""
 	if mc.Node.Sink != nil {
-		database = mc.Node.Sink.Redacted()
+		database, ack = mc.Node.Sink.Redacted(), mc.Node.Sink.Ack
 	}
 	log.Info("starting etcdsql", "release", release.Name, "commit", release.Commit(), "name", o.name, "data_dir", o.dataDir,
 		"listen_client_urls", o.listenClientURLs, "advertise_client_urls", mc.Node.ClientURLs,
 		"listen_peer_urls", o.listenPeerURLs, "election_timeout_ms", o.electionTimeoutMs,
 		"max_request_bytes", o.maxRequestBytes, "snapshot_count", o.snapshotCount,
-		"database", database, "sink_ack", defaultAck(o.sinkAck, o.mysqlDSN), "gossip_addr", o.gossipAddr, "join", o.join,
+		"database", database, "sink_ack", ack, "gossip_addr", o.gossipAddr, "join", o.join,
 		"bootstrap_expect", o.bootstrapExpect, "role", o.role, "drain_timeout", o.drainTimeout, "member_auth", memberAuth(mc.Node))
 	// A member forming a cluster waits for the others before it serves;
 	// a signal meanwhile stops it.
