@@ -25,6 +25,7 @@ type Node struct {
 	store     *fsm.Store
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
+	raftTrans *snapTransport // transport as raft uses it
 	peer      *rpc.PeerPort
 	logStore  *snapLog // the raft log and stable store
 	snaps     raft.SnapshotStore
@@ -155,6 +156,9 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) closeStores() {
+	if n.raftTrans != nil {
+		n.raftTrans.Close()
+	}
 	if n.transport != nil {
 		// Close this member's connections to the others too: their
 		// handlers would otherwise wait on them for ever.

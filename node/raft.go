@@ -73,6 +73,7 @@ func (n *Node) openTransport() error {
 		Timeout: 10 * time.Second,
 		Logger:  newHCLogger(n.baseLog.With("component", "raft"), "transport"),
 	})
+	n.raftTrans = newSnapTransport(n.transport, n.logStore)
 	n.peer.Route()
 	return nil
 }
@@ -104,7 +105,8 @@ func (n *Node) openRaft() error {
 		}
 	}
 	n.wireLeadership()
-	n.raft, err = raft.NewRaft(rc, raftFSM{n}, n.logStore, n.logStore, snaps, n.transport)
+	n.logStore.beforeStart(snaps)
+	n.raft, err = raft.NewRaft(rc, raftFSM{n}, n.logStore, n.logStore, snaps, n.raftTrans)
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}

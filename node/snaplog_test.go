@@ -77,20 +77,29 @@ type testPeer struct {
 	logs  *snapLog
 }
 
-// A deposed leader that appended entries which never committed, past the
-// index of the snapshot the new leader then sends it (the new leader has
-// compacted its log behind that snapshot), catches up on each log store.
-// Without snapLog, hashicorp/raft (v1.7.3) refuses every append after the
-// install and the leader sends the snapshot again, for ever.
+// A deposed leader that appended entries which never committed, up to or
+// past the index of the snapshot the new leader then sends it (the new
+// leader has compacted its log behind that snapshot), catches up on each
+// log store. Without snapLog and snapTransport, hashicorp/raft (v1.7.3)
+// refuses every append after the install and the leader sends the
+// snapshot again, for ever.
 func TestFollowerCatchesUpAfterSnapshotPastStaleEntries(t *testing.T) {
 	for _, kind := range []string{LogStoreWAL, LogStoreBoltDB} {
-		t.Run(kind, func(t *testing.T) {
-			testStaleEntriesPastSnapshot(t, kind)
-		})
+		for _, at := range []bool{false, true} {
+			name := kind + "/stale-past-snapshot"
+			if at {
+				name = kind + "/stale-ending-at-snapshot"
+			}
+			t.Run(name, func(t *testing.T) {
+				testStaleEntriesPastSnapshot(t, kind, at)
+			})
+		}
 	}
 }
 
-func testStaleEntriesPastSnapshot(t *testing.T, kind string) {
+// testStaleEntriesPastSnapshot runs the deposed leader's catch-up; with
+// endAtSnapshot, the snapshot's index is the deposed leader's last one.
+func testStaleEntriesPastSnapshot(t *testing.T, kind string, endAtSnapshot bool) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ids := []raft.ServerID{"a", "b", "c"}
 	var servers []raft.Server
@@ -136,7 +145,7 @@ func testStaleEntriesPastSnapshot(t *testing.T, kind string) {
 		if err := raft.BootstrapCluster(rc, p.logs, p.logs, snaps, p.trans, raft.Configuration{Servers: servers}); err != nil {
 			t.Fatal(err)
 		}
-		if p.raft, err = raft.NewRaft(rc, p.fsm, p.logs, p.logs, snaps, p.trans); err != nil {
+		if p.raft, err = raft.NewRaft(rc, p.fsm, p.logs, p.logs, snaps, newSnapTransport(p.trans, p.logs)); err != nil {
 			t.Fatal(err)
 		}
 		p.logs.attach(p.raft)
@@ -189,11 +198,17 @@ func testStaleEntriesPastSnapshot(t *testing.T, kind string) {
 	// and compact their logs behind a snapshot.
 	next := leader(rest...)
 	apply(next, "new-", 20)
+	for i := 0; endAtSnapshot && next.raft.LastIndex() < staleLast; i++ {
+		apply(next, fmt.Sprintf("up-to-%d-", i), 1)
+	}
 	if err := next.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
 	snapIndex := next.raft.LastIndex()
-	if snapIndex >= staleLast {
+	if endAtSnapshot && snapIndex != staleLast {
+		t.Fatalf("setup: the snapshot's index %d is not the cut-off leader's last index %d", snapIndex, staleLast)
+	}
+	if !endAtSnapshot && snapIndex >= staleLast {
 		t.Fatalf("setup: the snapshot's index %d is not below the cut-off leader's last index %d", snapIndex, staleLast)
 	}
 	if first, _ := next.logs.FirstIndex(); first <= 12 {
@@ -229,5 +244,84 @@ func testStaleEntriesPastSnapshot(t *testing.T, kind string) {
 	var l raft.Log
 	if err := old.logs.GetLog(last, &l); err != nil || string(l.Data) != "later-2" {
 		t.Fatalf("the deposed leader's last entry = %q, %v", l.Data, err)
+	}
+}
+
+// A data dir whose newest snapshot holds another term at its index than
+// the log does loses the log before raft reads it (the entries from there
+// on never committed; the snapshot holds those before); one whose log
+// agrees with the snapshot keeps it.
+func TestSnapLogBeforeStartDropsStaleLog(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		snapTerm uint64
+		wantLast uint64
+	}{
+		{"another term at the snapshot's index", 2, 0},
+		{"the snapshot's term", 1, 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			dir := t.TempDir()
+			store, _, err := openLogStore(dir, LogStoreBoltDB, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			var logs []*raft.Log
+			for i := uint64(1); i <= 12; i++ {
+				logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
+			}
+			if err := store.StoreLogs(logs); err != nil {
+				t.Fatal(err)
+			}
+			snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger(quiet, "snapshot"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, trans := raft.NewInmemTransport("a")
+			sink, err := snaps.Create(raft.SnapshotVersionMax, 8, tc.snapTerm, raft.Configuration{}, 1, trans)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := (listSnap{Applied: 8}).Persist(sink); err != nil {
+				t.Fatal(err)
+			}
+			newSnapLog(store, quiet).beforeStart(snaps)
+			last, err := store.LastIndex()
+			if err != nil || last != tc.wantLast {
+				t.Fatalf("last index after beforeStart = %d, %v; want %d", last, err, tc.wantLast)
+			}
+		})
+	}
+}
+
+// Once a snapshot is restored, a vote or pre-vote for a candidate whose
+// log ends before the snapshot's entry reaches raft as one for a candidate
+// with no log (which raft refuses); others pass unchanged.
+func TestSnapLogRefusesVotesBehindTheSnapshot(t *testing.T) {
+	s := newSnapLog(nil, slog.New(slog.DiscardHandler))
+	s.snap.Store(&snapPoint{index: 100, term: 5})
+	for _, tc := range []struct {
+		term, index uint64
+		refused     bool
+	}{
+		{4, 500, true},
+		{5, 99, true},
+		{5, 100, false},
+		{6, 50, false},
+	} {
+		vote := raft.RPC{Command: &raft.RequestVoteRequest{Term: 7, LastLogTerm: tc.term, LastLogIndex: tc.index}}
+		pre := raft.RPC{Command: &raft.RequestPreVoteRequest{Term: 7, LastLogTerm: tc.term, LastLogIndex: tc.index}}
+		s.mend(&vote)
+		s.mend(&pre)
+		v, p := vote.Command.(*raft.RequestVoteRequest), pre.Command.(*raft.RequestPreVoteRequest)
+		if tc.refused {
+			if v.LastLogTerm != 0 || v.LastLogIndex != 0 || p.LastLogTerm != 0 || p.LastLogIndex != 0 {
+				t.Errorf("candidate ending at term %d index %d: vote %d/%d, pre-vote %d/%d; want 0/0", tc.term, tc.index, v.LastLogTerm, v.LastLogIndex, p.LastLogTerm, p.LastLogIndex)
+			}
+		} else if v.LastLogTerm != tc.term || v.LastLogIndex != tc.index || p.LastLogTerm != tc.term || p.LastLogIndex != tc.index {
+			t.Errorf("candidate ending at term %d index %d changed: vote %d/%d, pre-vote %d/%d", tc.term, tc.index, v.LastLogTerm, v.LastLogIndex, p.LastLogTerm, p.LastLogIndex)
+		}
 	}
 }
