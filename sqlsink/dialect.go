@@ -29,8 +29,6 @@ type dialect interface {
 	// upsertKV is the suffix that makes an insert into kv update a row
 	// only with a newer mod_revision.
 	upsertKV() string
-	// lockMeta reads a meta row for update within a transaction.
-	lockMeta() string
 	// sessionSetup runs on the writer's own session: a lock wait short
 	// enough to notice, within a batch's timeout, a deposed writer that
 	// holds the fence. Empty: nothing to run.
@@ -67,7 +65,6 @@ func (mysqlDialect) q(name string) string         { return "`" + name + "`" }
 func (mysqlDialect) maxParams() int               { return 60000 }
 func (mysqlDialect) rowsPerStatement() int        { return 0 }
 func (mysqlDialect) fixedRows() bool              { return false }
-func (mysqlDialect) lockMeta() string             { return "SELECT value FROM meta WHERE name = ? FOR UPDATE" }
 func (mysqlDialect) sessionSetup() string         { return "SET SESSION innodb_lock_wait_timeout = 1" }
 func (mysqlDialect) sessionID() string            { return "SELECT CONNECTION_ID()" }
 func (mysqlDialect) killSession() string          { return "KILL CONNECTION %d" }
@@ -109,7 +106,6 @@ func (sqliteDialect) q(name string) string         { return `"` + name + `"` }
 func (sqliteDialect) maxParams() int               { return 30000 }
 func (sqliteDialect) rowsPerStatement() int        { return 32 }
 func (sqliteDialect) fixedRows() bool              { return true }
-func (sqliteDialect) lockMeta() string             { return "SELECT value FROM meta WHERE name = ?" }
 func (sqliteDialect) sessionSetup() string         { return "" }
 func (sqliteDialect) sessionID() string            { return "" }
 func (sqliteDialect) killSession() string          { return "" }
