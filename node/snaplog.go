@@ -165,6 +165,9 @@ func (s *snapLog) GetLog(index uint64, l *raft.Log) error {
 //     snapshot's entry: refused, by the candidate's last entry counting as
 //     none. The candidate lacks a committed entry, and raft, comparing
 //     with a stale last entry, might grant it.
+//
+// A mended request is a copy: the sender may still hold the original (an
+// in-memory transport hands over the leader's own request).
 func (s *snapLog) mend(rpc *raft.RPC) {
 	sp := s.snap.Load()
 	if sp == nil {
@@ -180,14 +183,20 @@ func (s *snapLog) mend(rpc *raft.RPC) {
 			s.staleLast.CompareAndSwap(stale, nil) // raft appended past it
 			return
 		}
-		req.PrevLogTerm = stale.term
+		c := *req
+		c.PrevLogTerm = stale.term
+		rpc.Command = &c
 	case *raft.RequestVoteRequest:
 		if before(req.LastLogTerm, req.LastLogIndex, sp) {
-			req.LastLogTerm, req.LastLogIndex = 0, 0
+			c := *req
+			c.LastLogTerm, c.LastLogIndex = 0, 0
+			rpc.Command = &c
 		}
 	case *raft.RequestPreVoteRequest:
 		if before(req.LastLogTerm, req.LastLogIndex, sp) {
-			req.LastLogTerm, req.LastLogIndex = 0, 0
+			c := *req
+			c.LastLogTerm, c.LastLogIndex = 0, 0
+			rpc.Command = &c
 		}
 	}
 }
@@ -232,13 +241,33 @@ func (t *snapTransport) forward() {
 			select {
 			case t.rpcs <- rpc:
 			case <-t.done:
-				rpc.Respond(nil, raft.ErrTransportShutdown)
+				rpc.Respond(emptyResponse(rpc.Command), raft.ErrTransportShutdown)
 				return
 			}
 		case <-t.done:
 			return
 		}
 	}
+}
+
+// emptyResponse is the response of cmd's type with nothing in it: what a
+// request left unanswered at shutdown gets with its error, since a sender
+// may read the response's type before the error (raft's in-memory
+// pipeline does).
+func emptyResponse(cmd any) any {
+	switch cmd.(type) {
+	case *raft.AppendEntriesRequest:
+		return &raft.AppendEntriesResponse{}
+	case *raft.RequestVoteRequest:
+		return &raft.RequestVoteResponse{}
+	case *raft.RequestPreVoteRequest:
+		return &raft.RequestPreVoteResponse{}
+	case *raft.InstallSnapshotRequest:
+		return &raft.InstallSnapshotResponse{}
+	case *raft.TimeoutNowRequest:
+		return &raft.TimeoutNowResponse{}
+	}
+	return nil
 }
 
 // Consumer is where raft takes the requests from.
