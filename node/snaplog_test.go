@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -311,10 +312,16 @@ func TestSnapLogRefusesVotesBehindTheSnapshot(t *testing.T) {
 		{5, 100, false},
 		{6, 50, false},
 	} {
-		vote := raft.RPC{Command: &raft.RequestVoteRequest{Term: 7, LastLogTerm: tc.term, LastLogIndex: tc.index}}
-		pre := raft.RPC{Command: &raft.RequestPreVoteRequest{Term: 7, LastLogTerm: tc.term, LastLogIndex: tc.index}}
+		sentVote := &raft.RequestVoteRequest{Term: 7, LastLogTerm: tc.term, LastLogIndex: tc.index}
+		sentPre := &raft.RequestPreVoteRequest{Term: 7, LastLogTerm: tc.term, LastLogIndex: tc.index}
+		vote, pre := raft.RPC{Command: sentVote}, raft.RPC{Command: sentPre}
 		s.mend(&vote)
 		s.mend(&pre)
+		// The sender's requests stay as sent (an in-memory transport
+		// shares them with the candidate).
+		if sentVote.LastLogTerm != tc.term || sentVote.LastLogIndex != tc.index || sentPre.LastLogTerm != tc.term || sentPre.LastLogIndex != tc.index {
+			t.Errorf("candidate ending at term %d index %d: the sent requests were changed", tc.term, tc.index)
+		}
 		v, p := vote.Command.(*raft.RequestVoteRequest), pre.Command.(*raft.RequestPreVoteRequest)
 		if tc.refused {
 			if v.LastLogTerm != 0 || v.LastLogIndex != 0 || p.LastLogTerm != 0 || p.LastLogIndex != 0 {
@@ -323,5 +330,35 @@ func TestSnapLogRefusesVotesBehindTheSnapshot(t *testing.T) {
 		} else if v.LastLogTerm != tc.term || v.LastLogIndex != tc.index || p.LastLogTerm != tc.term || p.LastLogIndex != tc.index {
 			t.Errorf("candidate ending at term %d index %d changed: vote %d/%d, pre-vote %d/%d", tc.term, tc.index, v.LastLogTerm, v.LastLogIndex, p.LastLogTerm, p.LastLogIndex)
 		}
+	}
+}
+
+// consumerTransport is an in-memory transport whose requests come from a
+// channel the test feeds.
+type consumerTransport struct {
+	*raft.InmemTransport
+	in chan raft.RPC
+}
+
+func (c consumerTransport) Consumer() <-chan raft.RPC { return c.in }
+
+// A request snapTransport holds when it closes is answered with the
+// transport's error and an empty response of the request's type: raft's
+// in-memory pipeline reads the response's type first, and a nil one
+// panics it.
+func TestSnapTransportAnswersHeldRequestAtClose(t *testing.T) {
+	_, inner := raft.NewInmemTransport("a")
+	in := make(chan raft.RPC)
+	st := newSnapTransport(consumerTransport{inner, in}, newSnapLog(nil, slog.New(slog.DiscardHandler)))
+	resp := make(chan raft.RPCResponse, 1)
+	in <- raft.RPC{Command: &raft.AppendEntriesRequest{Term: 1}, RespChan: resp} // held: nobody takes st.Consumer()
+	st.Close()
+	select {
+	case r := <-resp:
+		if _, ok := r.Response.(*raft.AppendEntriesResponse); !ok || !errors.Is(r.Error, raft.ErrTransportShutdown) {
+			t.Fatalf("held append answered with %T, %v; want *raft.AppendEntriesResponse, %v", r.Response, r.Error, raft.ErrTransportShutdown)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held append was not answered after Close")
 	}
 }
