@@ -1,8 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // inflight counts the requests waiting on a raft future (a proposal, a
@@ -65,5 +69,52 @@ func (f *inflight) waitIdle(timeout time.Duration) {
 	select {
 	case <-idle:
 	case <-t.C:
+	}
+}
+
+// proposals counts this leader's proposals and those settled: applied by
+// the store, or failed without being appended. The sink's sync batches
+// wait for the difference (sqlsink.Proposer). A count only guides that
+// wait, which is bounded: an outcome it cannot know (leadership lost
+// with the entry appended) is left out, and reset starts both over when
+// this member begins to lead. Safe for concurrent use.
+type proposals struct {
+	proposed atomic.Uint64
+	settled  atomic.Uint64
+	term     atomic.Uint64 // the term this member leads or last led
+}
+
+// Proposals implements sqlsink.Proposer.
+func (p *proposals) Proposals() (proposed, settled uint64) {
+	// settled first: a proposal counted in it is in proposed too.
+	settled = p.settled.Load()
+	return p.proposed.Load(), settled
+}
+
+// reset counts everything proposed so far as settled, as this member
+// begins to lead term.
+func (p *proposals) reset(term uint64) {
+	p.term.Store(term)
+	p.settled.Store(p.proposed.Load())
+}
+
+// applied counts in the requests of a batch the store applied: those of
+// the term this member leads are its own proposals.
+func (p *proposals) applied(logs []*raft.Log) {
+	term := p.term.Load()
+	var mine uint64
+	for _, l := range logs {
+		if l.Type == raft.LogCommand && l.Term == term && !bytes.Equal(l.Data, noopEntry) {
+			mine++
+		}
+	}
+	p.settled.Add(mine)
+}
+
+// failed counts out a proposal raft refused without appending it.
+func (p *proposals) failed(err error) {
+	switch err {
+	case raft.ErrNotLeader, raft.ErrLeadershipTransferInProgress, raft.ErrRaftShutdown, raft.ErrEnqueueTimeout:
+		p.settled.Add(1)
 	}
 }

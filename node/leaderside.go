@@ -231,6 +231,7 @@ func (n *Node) proposeEncoded(ctx context.Context, data []byte, need string) (*f
 	err = f.Error()
 	n.requests.end()
 	if err != nil {
+		n.proposals.failed(err)
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			// Not proposed: the caller retries with the next leader (a

@@ -43,6 +43,7 @@ type Node struct {
 	readIndex *coalescer
 	lead      *leadership
 	requests  inflight // requests waiting on raft
+	proposals proposals
 	versions  versionGate
 
 	stopOnce sync.Once
@@ -197,6 +198,6 @@ func (n *Node) openSink() error {
 	if n.sink, err = sqlsink.Open(ctx, sc); err != nil {
 		return err
 	}
-	n.sinks = &sinkSupervisor{sink: n.sink, store: n.store, raft: func() *raft.Raft { return n.raft }, log: n.log}
+	n.sinks = &sinkSupervisor{sink: n.sink, store: n.store, proposals: &n.proposals, raft: func() *raft.Raft { return n.raft }, log: n.log}
 	return nil
 }

@@ -40,6 +40,9 @@ func (f raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	if lastCommand != nil {
 		f.n.lead.nudge(lastCommand)
 	}
+	// Counted before the store announces the batch: a sink that wakes
+	// on that announcement must find them settled.
+	f.n.proposals.applied(logs)
 	results := f.n.store.ApplyBatch(entries)
 	out := make([]interface{}, len(logs))
 	now := time.Now()

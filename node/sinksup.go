@@ -21,10 +21,11 @@ import (
 // act on that. The leadership part calls start and stop; health reads
 // fatal. Safe for concurrent use.
 type sinkSupervisor struct {
-	sink  *sqlsink.Sink
-	store *fsm.Store
-	raft  func() *raft.Raft
-	log   *slog.Logger
+	sink      *sqlsink.Sink
+	store     *fsm.Store
+	proposals *proposals
+	raft      func() *raft.Raft
+	log       *slog.Logger
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -42,9 +43,10 @@ func (s *sinkSupervisor) start() {
 	r := s.raft()
 	term := r.CurrentTerm()
 	s.fatalE.Store(nil)
+	s.proposals.reset(term)
 	go func() {
 		defer close(done)
-		err := s.sink.Run(ctx, s.store, term)
+		err := s.sink.Run(ctx, sinkSource{s.store, s.proposals}, term)
 		switch {
 		case err == nil:
 		case errors.Is(err, sqlsink.ErrFenced) && (r.CurrentTerm() != term || r.State() != raft.Leader):
@@ -54,6 +56,13 @@ func (s *sinkSupervisor) start() {
 			s.log.Error("sink stopped: writes are refused until it is fixed", "err", err)
 		}
 	}()
+}
+
+// sinkSource is the store as the sink reads it, with this leader's
+// proposals, which its sync batches wait for.
+type sinkSource struct {
+	*fsm.Store
+	*proposals
 }
 
 // stop stops the writer and waits for it.

@@ -102,6 +102,7 @@ func (n *Node) capableOf(need string) error {
 // under the gate's lock, so no older member is added meanwhile.
 func (n *Node) enqueue(need string, data []byte, timeout time.Duration) (raft.ApplyFuture, error) {
 	if need == release.First {
+		n.proposals.proposed.Add(1)
 		return n.raft.Apply(data, timeout), nil
 	}
 	n.versions.mu.Lock()
@@ -112,6 +113,7 @@ func (n *Node) enqueue(need string, data []byte, timeout time.Duration) (raft.Ap
 	if release.Compare(need, n.versions.proposed) > 0 {
 		n.versions.proposed = need
 	}
+	n.proposals.proposed.Add(1)
 	return n.raft.Apply(data, timeout), nil
 }
 

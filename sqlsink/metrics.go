@@ -10,6 +10,7 @@ type metrics struct {
 	batches   *prometheus.CounterVec
 	batchSize prometheus.Histogram
 	latency   prometheus.Histogram
+	lingered  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
@@ -20,9 +21,11 @@ func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
 			Help: "Key changes per SQL transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "etcdsql_sink_batch_duration_seconds",
 			Help: "Time to write one SQL transaction.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		lingered: prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdsql_sink_linger_seconds_total",
+			Help: "Time sync batches were held back for entries proposed but not yet applied, so that they share a commit."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batches, m.batchSize, m.latency,
+		reg.MustRegister(m.batches, m.batchSize, m.latency, m.lingered,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_sink_revision", Help: "The last revision stored in the database."},
 				func() float64 { return float64(s.SunkRevision()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "etcdsql_sink_healthy", Help: "Whether the database takes writes (1) or not (0)."},

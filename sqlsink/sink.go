@@ -48,6 +48,13 @@ type Config struct {
 	// carries all of it (what etcd does with its backend, committed every
 	// 100 ms). A write after a quiet spell is written at once.
 	AsyncInterval time.Duration
+	// SyncLinger, with sync acks and a store that counts the leader's
+	// proposals (Proposer), is the most a batch waits for the entries
+	// that were proposed before it would start and are not applied yet,
+	// and never longer than the last batch took: they then share its
+	// commit instead of waiting one whole commit for the next. 0 starts
+	// every batch at once.
+	SyncLinger time.Duration
 	// WriteTimeout bounds one batch (a batch that times out against a
 	// database that answers gets twice as long on each retry, up to
 	// 5 minutes); ProbeInterval is how often an idle
@@ -68,6 +75,7 @@ func DefaultConfig() Config {
 		MaxBatchRevisions: 1000,
 		MaxBatchBytes:     8 << 20,
 		AsyncInterval:     100 * time.Millisecond,
+		SyncLinger:        2 * time.Millisecond,
 		WriteTimeout:      5 * time.Second,
 		ProbeInterval:     time.Second,
 		RetryMin:          50 * time.Millisecond,
@@ -88,7 +96,7 @@ func (c Config) Validate() error {
 	if c.Ack != AckSync && c.Ack != AckAsync {
 		return fmt.Errorf("sqlsink: ack must be %q or %q, got %q", AckSync, AckAsync, c.Ack)
 	}
-	if c.MaxBatchRevisions < 1 || c.MaxBatchBytes < 1 || c.AsyncInterval < 0 || c.WriteTimeout <= 0 || c.ProbeInterval <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
+	if c.MaxBatchRevisions < 1 || c.MaxBatchBytes < 1 || c.AsyncInterval < 0 || c.SyncLinger < 0 || c.WriteTimeout <= 0 || c.ProbeInterval <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
 		return errors.New("sqlsink: batch size, timeouts and retry bounds must be positive")
 	}
 	return nil

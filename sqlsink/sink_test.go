@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,5 +290,108 @@ func TestAsyncIntervalBatchesBursts(t *testing.T) {
 				t.Errorf("a burst of %d writes took only %d transactions without an interval", burst, n)
 			}
 		})
+	}
+}
+
+// proposingStore is a store whose leader's proposals the test counts.
+type proposingStore struct {
+	*fsm.Store
+	proposed, settled atomic.Uint64
+}
+
+func (p *proposingStore) Proposals() (proposed, settled uint64) {
+	settled = p.settled.Load()
+	return p.proposed.Load(), settled
+}
+
+// TestSyncBatchWaitsForProposalsInFlight checks the sync batches' linger:
+// a batch that would start while proposed entries are still on their way
+// waits for them and carries them, and an entry that never arrives holds a
+// batch back no longer than the last batch took.
+func TestSyncBatchWaitsForProposalsInFlight(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MySQLDSN = mysqltest.NewDatabase(t)
+	cfg.SyncLinger = time.Minute // the last batch's time bounds it here
+	sk, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	rs := newTestStore(t)
+	src := &proposingStore{Store: rs.s}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sk.Run(ctx, src, 1) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sink run: %v", err)
+		}
+	}()
+	batches := func() int { return int(testutil.ToFloat64(sk.metrics.batches.WithLabelValues("ok"))) }
+	lingered := func() float64 { return testutil.ToFloat64(sk.metrics.lingered) }
+	// put applies one of the proposals, counting it settled first, as
+	// the member does.
+	put := func(k string) int64 {
+		src.settled.Add(1)
+		return rs.apply(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(k), Value: []byte("v")}}).Put.Header.Revision
+	}
+	wait := func(rev int64) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		if err := sk.WaitRevision(wctx, rev); err != nil {
+			t.Fatalf("revision %d: %v", rev, err)
+		}
+	}
+	wait(0) // the sink has checked the database
+
+	// Nothing in flight: written at once. Another session holds the
+	// fence's row for a second, so this batch takes that long.
+	lock, err := sk.DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	tx, err := lock.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fence int64
+	if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = ? FOR UPDATE", metaLeaderTerm).Scan(&fence); err != nil {
+		t.Fatal(err)
+	}
+	src.proposed.Add(1)
+	rev := put("alone")
+	time.Sleep(time.Second)
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wait(rev)
+	if lingered() != 0 {
+		t.Fatalf("a batch was held back %vs with nothing in flight", lingered())
+	}
+
+	// Two in flight: the first to arrive waits for the second, and one
+	// transaction carries both.
+	before := batches()
+	src.proposed.Add(2)
+	put("first")
+	time.Sleep(20 * time.Millisecond)
+	wait(put("second"))
+	if n := batches() - before; n != 1 {
+		t.Errorf("two entries proposed together took %d transactions, want 1", n)
+	}
+	if lingered() == 0 {
+		t.Error("the linger metric did not count the wait")
+	}
+
+	// One in flight that never arrives: the batch waits no longer than
+	// the last one took (a few milliseconds), not SyncLinger.
+	src.proposed.Add(2)
+	start := time.Now()
+	wait(put("third"))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("an entry that never arrived held the batch back %v", d)
 	}
 }

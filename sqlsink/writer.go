@@ -97,6 +97,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	defer func() { w.close() }()
 	dbWipes := st.ImportWipes
 	var lastStart time.Time
+	var lg linger
 	for {
 		wait := store.AppliedWait()
 		if wipes := store.ImportWipes(); wipes != dbWipes {
@@ -156,6 +157,22 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 				continue
 			}
 		}
+		if p, ok := store.(Proposer); ok && s.cfg.Ack == AckSync && ch.Complete && s.cfg.SyncLinger > 0 {
+			if d := lg.wait(p, s.cfg.SyncLinger, time.Now()); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-wait: // applied more: read again
+				case <-t.C:
+				}
+				t.Stop()
+				continue
+			}
+			s.metrics.lingered.Add(lg.waited().Seconds())
+		}
+		lg.until = time.Time{}
 		start := time.Now()
 		lastStart = start
 		if w == nil {
@@ -199,6 +216,7 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 			continue
 		}
 		backoff, timeout = s.cfg.RetryMin, s.cfg.WriteTimeout
+		lg.last = time.Since(start)
 		if ch.Leases != nil && ch.Complete {
 			leaseVersion = ch.LeaseVersion
 		}
@@ -217,6 +235,41 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 		s.setHealth(nil)
 		s.notify()
 	}
+}
+
+// linger holds a sync batch back while the entries proposed before it
+// would have started are still on their way to the store, at most
+// Config.SyncLinger and never longer than the last batch took (waiting
+// longer than a commit costs buys nothing).
+type linger struct {
+	began  time.Time     // zero: not holding a batch back
+	until  time.Time     // when to start it regardless
+	target uint64        // the settled count that covers what was proposed at began
+	last   time.Duration // how long the last batch took
+}
+
+// wait returns how much longer to hold the batch back; 0: start it now.
+func (l *linger) wait(p Proposer, most time.Duration, now time.Time) time.Duration {
+	proposed, settled := p.Proposals()
+	if l.until.IsZero() {
+		if settled >= proposed {
+			l.began = time.Time{}
+			return 0
+		}
+		l.began, l.target, l.until = now, proposed, now.Add(min(most, l.last))
+	}
+	if settled >= l.target || !now.Before(l.until) {
+		return 0
+	}
+	return l.until.Sub(now)
+}
+
+// waited returns how long the batch about to start was held back.
+func (l *linger) waited() time.Duration {
+	if l.began.IsZero() {
+		return 0
+	}
+	return time.Since(l.began)
 }
 
 // backOff reports a failed write, waits out the backoff and doubles it (up
