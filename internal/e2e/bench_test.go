@@ -39,12 +39,13 @@ func BenchmarkPut(b *testing.B) {
 	for _, clients := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			// ETCDSQL_BENCH_URL runs the load against another server,
-			// e.g. etcd's, for comparison.
+			// e.g. etcd's, for comparison (comma-separated: a cluster's
+			// members, the clients spread over them).
 			url := os.Getenv("ETCDSQL_BENCH_URL")
 			if url == "" {
 				url = testserver.Start(b).URL
 			}
-			benchPuts(b, clients, url)
+			benchPuts(b, clients, strings.Split(url, ",")...)
 		})
 	}
 }
