@@ -102,8 +102,7 @@ func (n *Node) capableOf(need string) error {
 // under the gate's lock, so no older member is added meanwhile.
 func (n *Node) enqueue(need string, data []byte, timeout time.Duration) (raft.ApplyFuture, error) {
 	if need == release.First {
-		n.proposals.proposed.Add(1)
-		return n.raft.Apply(data, timeout), nil
+		return n.apply(data, timeout), nil
 	}
 	n.versions.mu.Lock()
 	defer n.versions.mu.Unlock()
@@ -113,8 +112,13 @@ func (n *Node) enqueue(need string, data []byte, timeout time.Duration) (raft.Ap
 	if release.Compare(need, n.versions.proposed) > 0 {
 		n.versions.proposed = need
 	}
+	return n.apply(data, timeout), nil
+}
+
+// apply hands raft a proposal, counted for the sink's sync batches.
+func (n *Node) apply(data []byte, timeout time.Duration) raft.ApplyFuture {
 	n.proposals.proposed.Add(1)
-	return n.raft.Apply(data, timeout), nil
+	return n.raft.Apply(data, timeout)
 }
 
 // admitRelease reports whether a member of release rel may be added: it

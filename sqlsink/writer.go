@@ -170,9 +170,8 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 				t.Stop()
 				continue
 			}
-			s.metrics.lingered.Add(lg.waited().Seconds())
 		}
-		lg.until = time.Time{}
+		s.metrics.lingered.Add(lg.release().Seconds())
 		start := time.Now()
 		lastStart = start
 		if w == nil {
@@ -242,8 +241,8 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 // Config.SyncLinger and never longer than the last batch took (waiting
 // longer than a commit costs buys nothing).
 type linger struct {
-	began  time.Time     // zero: not holding a batch back
-	until  time.Time     // when to start it regardless
+	began  time.Time     // when the hold began
+	until  time.Time     // when to start the batch regardless; zero: not holding one back
 	target uint64        // the settled count that covers what was proposed at began
 	last   time.Duration // how long the last batch took
 }
@@ -253,7 +252,6 @@ func (l *linger) wait(p Proposer, most time.Duration, now time.Time) time.Durati
 	proposed, settled := p.Proposals()
 	if l.until.IsZero() {
 		if settled >= proposed {
-			l.began = time.Time{}
 			return 0
 		}
 		l.began, l.target, l.until = now, proposed, now.Add(min(most, l.last))
@@ -264,12 +262,15 @@ func (l *linger) wait(p Proposer, most time.Duration, now time.Time) time.Durati
 	return l.until.Sub(now)
 }
 
-// waited returns how long the batch about to start was held back.
-func (l *linger) waited() time.Duration {
-	if l.began.IsZero() {
+// release ends the hold as the batch starts and returns how long it was
+// held back.
+func (l *linger) release() time.Duration {
+	if l.until.IsZero() {
 		return 0
 	}
-	return time.Since(l.began)
+	held := time.Since(l.began)
+	l.began, l.until = time.Time{}, time.Time{}
+	return held
 }
 
 // backOff reports a failed write, waits out the backoff and doubles it (up
