@@ -347,7 +347,10 @@ func TestSyncBatchWaitsForProposalsInFlight(t *testing.T) {
 	wait(0) // the sink has checked the database
 
 	// Nothing in flight: written at once. Another session holds the
-	// fence's row for a second, so this batch takes that long.
+	// fence's row for 300 ms, so this batch takes that long (and the
+	// next one may wait as long). The hold stays well under the
+	// session's lock wait timeout (1 s): past it, the sink would take
+	// the holder for a stale leader's writer.
 	lock, err := sk.DB().Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +366,7 @@ func TestSyncBatchWaitsForProposalsInFlight(t *testing.T) {
 	}
 	src.proposed.Add(1)
 	rev := put("alone")
-	time.Sleep(time.Second)
+	time.Sleep(300 * time.Millisecond)
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
