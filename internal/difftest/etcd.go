@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,6 +19,12 @@ import (
 // EtcdBinary is the etcd 3.4 executable started by StartEtcd. The
 // environment variable DIFFTEST_ETCD overrides it.
 var EtcdBinary = "/usr/bin/etcd"
+
+// PasswordCost is the bcrypt cost both sides hash passwords with (etcd's
+// --bcrypt-cost), bcrypt's least: under the race detector one hash at the
+// default cost (10) takes over a second, and the auth cases hash a dozen
+// times within one case's timeout. No reply shows the cost.
+const PasswordCost = 4
 
 const (
 	// etcdStartTimeout bounds one start attempt, up to a healthy /health.
@@ -144,6 +151,7 @@ func startEtcdOnce(t testing.TB, bin string, attempt int, o EtcdOptions) (string
 		"--enable-grpc-gateway",
 		"--logger", "zap",
 		"--log-level", "warn",
+		"--bcrypt-cost", strconv.Itoa(PasswordCost),
 	}, o.args()...)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

@@ -10,7 +10,7 @@ import (
 
 // The subject of the differential suite is an etcdsql member.
 func init() {
-	SubjectFactory = func(t testing.TB) string { return testserver.Start(t).URL }
+	SubjectFactory = func(t testing.TB) string { return testserver.Start(t, testserver.WithBcryptCost(PasswordCost)).URL }
 	TLSSubjectFactory = func(t testing.TB, f TLSFiles, probe *tls.Config) string {
 		t.Helper()
 		cfg, err := rpc.ClientTLS{CertFile: f.CertFile, KeyFile: f.KeyFile, TrustedCAFile: f.TrustedCAFile,
@@ -18,6 +18,6 @@ func init() {
 		if err != nil {
 			t.Fatalf("subject TLS: %v", err)
 		}
-		return testserver.StartTLS(t, cfg, probe).URL
+		return testserver.StartTLS(t, cfg, probe, testserver.WithBcryptCost(PasswordCost)).URL
 	}
 }

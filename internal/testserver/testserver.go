@@ -61,6 +61,12 @@ func WithSinkAck(ack string) Option {
 	return func(c *node.MemberConfig) { c.Node.Sink.Ack = ack }
 }
 
+// WithBcryptCost sets the cost passwords are hashed with (etcd's
+// --bcrypt-cost).
+func WithBcryptCost(cost int) Option {
+	return func(c *node.MemberConfig) { c.Node.BcryptCost = cost }
+}
+
 // Start starts a member on 127.0.0.1 with random ports and fast raft
 // timing, waits until it serves writes, and closes it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
