@@ -140,7 +140,7 @@ func peerLimits(b PeerBackend) fsm.Limits {
 // NewPeerServer returns the gRPC server of the peer port's internal
 // service; see PeerLimits for how it validates.
 func NewPeerServer(b PeerBackend, opts ...grpc.ServerOption) *grpc.Server {
-	opts = append(opts, grpc.ForceServerCodecV2(newCodec()))
+	opts = append(opts, grpc.ForceServerCodecV2(newCodec()), grpc.NumStreamWorkers(streamWorkers))
 	s := grpc.NewServer(opts...)
 	s.RegisterService(&peerServiceDesc, b)
 	return s

@@ -44,6 +44,7 @@ func backendServer(t *testing.T, b Backend, cfg Config) (*Server, net.Listener) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(srv.Close) // a second Close (serve's) does nothing
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

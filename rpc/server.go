@@ -126,6 +126,13 @@ func NewServer(b Backend, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// streamWorkers is how many goroutines a gRPC server keeps to run its
+// streams (a request, or a watch); a stream that finds them all busy gets
+// a goroutine of its own, as without them. A kept goroutine keeps the
+// stack a handler grew: a new goroutine per unary request grew its stack
+// on every request, which was 7.5% of a member's CPU under 64 writers.
+const streamWorkers = 128
+
 // newGRPC builds a gRPC server with every service; gateway marks the
 // gateway's own, whose streams end cleanly on drain (the HTTP client sees
 // the end of the body, not an error).
@@ -134,6 +141,7 @@ func (s *Server) newGRPC(gateway bool) *grpc.Server {
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.NumStreamWorkers(streamWorkers),
 		// etcd's keepalive enforcement: clients pinging more often than
 		// every 5 s, or without streams, get too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
