@@ -44,7 +44,7 @@ func backendServer(t *testing.T, b Backend, cfg Config) (*Server, net.Listener) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Close) // a second Close (serve's) does nothing
+	t.Cleanup(srv.Close)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,11 +58,11 @@ func serveStore(t *testing.T, s *fsm.Store) *clientv3.Client {
 	return serve(t, srv, l)
 }
 
-// serve serves srv on l until the test ends and returns a client of it.
+// serve serves srv (from backendServer, which closes it when the test
+// ends) on l and returns a client of it.
 func serve(t *testing.T, srv *Server, l net.Listener) *clientv3.Client {
 	t.Helper()
 	go srv.Serve(l)
-	t.Cleanup(srv.Close)
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{l.Addr().String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
