@@ -163,9 +163,14 @@ func TestClusterSnapshotCatchUp(t *testing.T) {
 	if err != nil || r.Count != 60 || r.Header.Revision < last {
 		t.Fatalf("restarted follower = %v, %v (want 60 keys at revision %d)", r, err, last)
 	}
-	if st := c.Running(down).Node.RaftStats(); st["last_snapshot_index"] == "0" {
-		t.Fatalf("restarted follower did not install a snapshot: %v", st)
-	}
+	// Raft records the snapshot as its own only after the store has
+	// restored it, so the read above can see the keys a moment earlier.
+	eventually(t, 5*time.Second, "restarted follower installs a snapshot", func() error {
+		if st := c.Running(down).Node.RaftStats(); st["last_snapshot_index"] == "0" {
+			return fmt.Errorf("raft stats %v", st)
+		}
+		return nil
+	})
 	if _, err := dc.Put(ctx, "/snap/after", "x"); err != nil {
 		t.Fatalf("write via restarted follower: %v", err)
 	}
