@@ -40,7 +40,12 @@ func (n *Node) openLog(dir string) (raft.SnapshotStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.logStore = newSnapLog(store, n.log.With("component", "raft-log"))
+	cached, err := withLogCache(store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	n.logStore = newSnapLog(cached, n.log.With("component", "raft-log"))
 	if kind != n.cfg.LogStore && n.cfg.LogStore != "" {
 		n.log.Warn("the data dir holds another raft log store than --raft-log-store names; keeping the data dir's", "store", kind, "flag", n.cfg.LogStore)
 	}

@@ -127,7 +127,13 @@ func testStaleEntriesPastSnapshot(t *testing.T, kind string, endAtSnapshot bool)
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
-		p.logs = newSnapLog(store, quiet)
+		// As a member's raft reads it: through the cache of its newest
+		// entries, which holds the stale ones until they are removed.
+		cached, err := withLogCache(store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.logs = newSnapLog(cached, quiet)
 		snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLogger(quiet, "snapshot"))
 		if err != nil {
 			t.Fatal(err)
