@@ -117,11 +117,14 @@ func BenchmarkPutToEvent1000Watchers(b *testing.B) {
 	if url == "" {
 		url = testserver.StartProcess(b, b.TempDir()).URL
 	}
+	// A comma-separated ETCDSQL_BENCH_URL: a cluster's members, as for
+	// BenchmarkPut (the profile, if asked for, is the first one's).
+	endpoints := strings.Split(url, ",")
 	events, puts, err := benchload.WatchLatency(context.Background(), benchload.WatchLoad{
-		Endpoints: []string{url}, Watchers: 1000, Puts: b.N, Rate: 100,
+		Endpoints: endpoints, Watchers: 1000, Puts: b.N, Rate: 100,
 		Ready: func() {
 			if prof := os.Getenv("ETCDSQL_BENCH_PROFILE"); prof != "" {
-				go saveProfile(url+"/debug/pprof/"+os.Getenv("ETCDSQL_BENCH_PROFILE_KIND"), prof)
+				go saveProfile(endpoints[0]+"/debug/pprof/"+os.Getenv("ETCDSQL_BENCH_PROFILE_KIND"), prof)
 			}
 			b.ResetTimer()
 		},
