@@ -7,6 +7,7 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -54,6 +55,33 @@ type Member struct {
 	GossipAddr   string
 	DataDir      string
 	cfg          node.MemberConfig
+	log          *tailLog // the end of its log, for a failing test's output
+}
+
+// tailLog keeps the last tailLogBytes of a member's log (Info and above):
+// a test that fails prints each member's (unless ETCDSQL_TEST_LOG sends
+// the logs to stderr as they come). Safe for concurrent use.
+type tailLog struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailLogBytes = 16 << 10
+
+func (l *tailLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if over := len(l.buf) - tailLogBytes; over > 0 {
+		l.buf = append(l.buf[:0], l.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (l *tailLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
 }
 
 // Cluster is a running cluster.
@@ -89,6 +117,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	// Data dirs live under one directory made before the cleanup that
 	// stops the members, so that it is removed after they stopped.
 	c := &Cluster{t: t, opts: opts, Net: newNetwork(), base: t.TempDir()}
+	t.Cleanup(c.dumpLogs) // after Close, below: cleanups run last first
 	t.Cleanup(c.Close)
 	for i := 0; i < opts.Size; i++ {
 		c.newSlot(false, opts.Size)
@@ -126,6 +155,7 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 		PeerAddr:   "127.0.0.1:" + strconv.Itoa(ports[1]),
 		GossipAddr: "127.0.0.1:" + strconv.Itoa(ports[2]),
 		DataDir:    c.dataDir(i),
+		log:        &tailLog{},
 	}
 	var join []string
 	for _, o := range c.Members {
@@ -154,9 +184,11 @@ func (c *Cluster) newSlot(nonvoter bool, expect int) *Member {
 	nc.Gossip = &cluster.Config{BindAddr: m.GossipAddr, Join: join, Local: true}
 	nc.ClusterKey = []byte(ClusterKey)
 	nc.PeerDialer = c.Net.dialer(i)
+	var logTo io.Writer = m.log
 	if os.Getenv("ETCDSQL_TEST_LOG") != "" {
-		nc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("member", m.Name)
+		logTo = os.Stderr
 	}
+	nc.Logger = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelInfo})).With("member", m.Name)
 	if c.opts.MySQLDSN != "" {
 		sc := sqlsink.DefaultConfig()
 		sc.MySQLDSN = c.opts.MySQLDSN
@@ -386,6 +418,16 @@ func (c *Cluster) Client(members ...int) *clientv3.Client {
 func (c *Cluster) Close() {
 	for i := range c.Members {
 		c.Crash(i)
+	}
+}
+
+// dumpLogs prints the end of each member's log when the test failed.
+func (c *Cluster) dumpLogs() {
+	if !c.t.Failed() {
+		return
+	}
+	for _, m := range c.Members {
+		c.t.Logf("log of member %s (end):\n%s", m.Name, m.log)
 	}
 }
 

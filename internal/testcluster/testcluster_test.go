@@ -3,6 +3,7 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,5 +62,20 @@ func TestFormWriteEverywhereFailover(t *testing.T) {
 	g, err := c.Client(leader).Get(ctx, "after")
 	if err != nil || len(g.Kvs) != 1 {
 		t.Fatalf("restarted member: %v %v", g, err)
+	}
+}
+
+// A member's log tail keeps the last tailLogBytes written.
+func TestTailLog(t *testing.T) {
+	var l tailLog
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&l, "line %04d of a member's log\n", i)
+	}
+	got := l.String()
+	if len(got) != tailLogBytes {
+		t.Fatalf("kept %d bytes, want %d", len(got), tailLogBytes)
+	}
+	if !strings.HasSuffix(got, "line 1999 of a member's log\n") || strings.Contains(got, "line 0000 ") {
+		t.Fatalf("kept the wrong end: %q ... %q", got[:40], got[len(got)-40:])
 	}
 }
