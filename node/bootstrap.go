@@ -13,13 +13,17 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/etcdsql/etcdsql/fsm"
 )
 
 // Bootstrap: a member's first state. A member without raft state over a
 // database that holds data loads it (adoptDatabase) and continues the
 // database's fence (bootstrap); any other member claims or matches the
-// database's cluster ID. The first leader of a loaded state snapshots it
-// (snapshotBase). Called once, by raft's setup, except snapshotBase (the
+// database's cluster ID. A member that loaded the state makes it a raft
+// snapshot as it bootstraps (snapshotLoadedState); snapshotBase takes one
+// as a member first leads when a data dir still lacks it (one a release
+// before that left so). Called once, by raft's setup, except snapshotBase (the
 // leadership part's gain hook).
 
 // raftCurrentTerm is the stable-store key under which raft keeps its
@@ -49,7 +53,38 @@ func (n *Node) bootstrap(rc *raft.Config, snaps raft.SnapshotStore, servers []ra
 	} else if err != nil {
 		return fmt.Errorf("node: read the raft term: %w", err)
 	}
+	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, baseSnapshotFile)); err == nil {
+		if err := n.snapshotLoadedState(snaps, servers); err != nil {
+			return err
+		}
+	}
 	n.log.Info("bootstrapped a new cluster", "cluster_id", strconv.FormatUint(n.ClusterID(), 16), "servers", len(servers))
+	return nil
+}
+
+// snapshotLoadedState makes the state loaded from the database raft's
+// snapshot at the bootstrap entry's index (1), and removes that entry,
+// before raft starts: a leader then sends a member without the state this
+// snapshot, never its log from the start. A member of the forming cluster
+// that saw it formed before loading the database waits to be added with
+// an empty store; had it received the log from entry 1 (as it did while
+// the first leader's snapshot of the loaded state was still to come), it
+// would have applied it onto that empty store and answered reads from it.
+func (n *Node) snapshotLoadedState(snaps raft.SnapshotStore, servers []raft.Server) error {
+	const index, term = 1, 1 // raft.BootstrapCluster's entry
+	n.store.ApplyBatch([]fsm.Entry{{Index: index, Skip: true}})
+	sink, err := snaps.Create(raft.SnapshotVersionMax, index, term, raft.Configuration{Servers: servers}, index, n.transport)
+	if err != nil {
+		return fmt.Errorf("node: snapshot the loaded state: %w", err)
+	}
+	if err := (fsmSnapshot{n.store.Snapshot()}).Persist(sink); err != nil {
+		return fmt.Errorf("node: snapshot the loaded state: %w", err)
+	}
+	if err := n.logStore.DeleteRange(index, index); err != nil {
+		return fmt.Errorf("node: snapshot the loaded state: %w", err)
+	}
+	os.Remove(filepath.Join(n.cfg.DataDir, baseSnapshotFile))
+	n.log.Info("took a snapshot of the state loaded from the database", "index", index)
 	return nil
 }
 
@@ -74,9 +109,8 @@ func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) (fence uint64, err
 			}
 			n.log.Info("loaded state from the database", "rev", st.Revision, "compact_rev", st.CompactRev,
 				"fence", st.LeaderTerm, "cluster_id", strconv.FormatUint(st.ClusterID, 16))
-			// The loaded state is in no raft entry: members added later
-			// must get it from a snapshot, so the first leader compacts
-			// the whole log once.
+			// The loaded state is in no raft entry: members without it
+			// must get it from a snapshot, which bootstrap takes.
 			if err := os.WriteFile(filepath.Join(n.cfg.DataDir, baseSnapshotFile), nil, 0o600); err != nil {
 				return 0, fmt.Errorf("node: %w", err)
 			}
