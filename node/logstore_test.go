@@ -86,9 +86,9 @@ func TestLogStoreInUse(t *testing.T) {
 // term) at the leader's previous index, refuse the append and be sent the
 // snapshot again, for ever. After the whole log is removed (what raft does
 // once it installs a snapshot on a monotonic store) the log continues past
-// the snapshot's index.
-// Raft reads the store through the cache of its newest entries, which
-// holds every entry here: it must answer as the store does.
+// the snapshot's index. The same holds through the cache of the newest
+// entries that raft reads the store through, which holds every entry
+// here: it must answer as the store does.
 func TestLogStoreHeadTruncation(t *testing.T) {
 	for _, kind := range []string{LogStoreWAL, LogStoreBoltDB} {
 		for _, cached := range []bool{false, true} {

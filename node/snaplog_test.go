@@ -202,11 +202,11 @@ func testStaleEntriesPastSnapshot(t *testing.T, kind string, endAtSnapshot bool)
 	staleLast := old.raft.LastIndex()
 
 	// The others elect a leader, write less than the cut-off one appended,
-	// and compact their logs behind a snapshot.
-	// How many entries the cut-off leader appended before it stepped down
-	// depends on the machine's speed, so the new leader writes up to a
-	// target: one short of that last index (up to 20 entries) or, with
-	// endAtSnapshot, exactly to it.
+	// and compact their logs behind a snapshot. How many entries the
+	// cut-off leader appended before it stepped down depends on the
+	// machine's speed, so the new leader writes up to a target: one short
+	// of that last index (up to 20 entries) or, with endAtSnapshot,
+	// exactly to it.
 	next := leader(rest...)
 	target := min(next.raft.LastIndex()+20, staleLast-1)
 	if endAtSnapshot {
