@@ -3,11 +3,11 @@ package difftest
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/etcdsql/etcdsql/internal/leakcheck"
 )
 
 // TestMain fails the run if a stream reader, client or etcd waiter goroutine
 // outlives the tests.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }

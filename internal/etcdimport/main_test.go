@@ -3,7 +3,10 @@ package etcdimport_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/etcdsql/etcdsql/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain fails the run if any goroutine started by the tests outlives them.
+func TestMain(m *testing.M) {
+	leakcheck.VerifyTestMain(m)
+}
