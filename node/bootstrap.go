@@ -21,10 +21,16 @@ import (
 // database that holds data loads it (adoptDatabase) and continues the
 // database's fence (bootstrap); any other member claims or matches the
 // database's cluster ID. A member that loaded the state makes it a raft
-// snapshot as it bootstraps (snapshotLoadedState); snapshotBase takes one
-// as a member first leads when a data dir still lacks it (one a release
-// before that left so). Called once, by raft's setup, except snapshotBase (the
-// leadership part's gain hook).
+// snapshot as it bootstraps (snapshotLoadedState), and a start stopped
+// between the two is undone on the next (settleLoadedState); snapshotBase
+// takes one as a member first leads when a data dir still lacks it (one a
+// release before that left so). Called once, by raft's setup, except
+// snapshotBase (the leadership part's gain hook).
+
+// testHookBootstrapped, set by tests only, runs right after raft's
+// bootstrap entry is written; an error stops the start there, as a crash
+// would.
+var testHookBootstrapped func() error
 
 // raftCurrentTerm is the stable-store key under which raft keeps its
 // current term (part of raft's on-disk format).
@@ -44,6 +50,11 @@ func (n *Node) bootstrap(rc *raft.Config, snaps raft.SnapshotStore, servers []ra
 	}
 	if err != nil {
 		return fmt.Errorf("node: bootstrap: %w", err)
+	}
+	if testHookBootstrapped != nil {
+		if err := testHookBootstrapped(); err != nil {
+			return err
+		}
 	}
 	if term, err := n.logStore.GetUint64(raftCurrentTerm); err == nil && fence > term {
 		if err := n.logStore.SetUint64(raftCurrentTerm, fence); err != nil {
@@ -134,6 +145,53 @@ func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) (fence uint64, err
 // baseSnapshotFile marks a store loaded from the database whose state no
 // raft snapshot holds yet.
 const baseSnapshotFile = "base-snapshot-pending"
+
+// settleLoadedState looks at a data dir that has raft state and still the
+// marker of a state loaded from the database (baseSnapshotFile). The store
+// is rebuilt from raft's snapshot and log at each start, so without a
+// snapshot it came up without the loaded state. A member stopped between
+// raft.BootstrapCluster and snapshotLoadedState holds no more than the
+// bootstrap entry, and its raft never ran (it cast no vote and stored no
+// leader's entry): the bootstrap is undone, and the member enters its
+// cluster again as a member without raft state (it loads the database
+// again, or waits to be added and receives the leader's snapshot). A data
+// dir whose raft ran without the snapshot (one an earlier release left,
+// stopped before the member first led) cannot be mended here: the member
+// refuses to start rather than serve a store without the loaded state. It
+// returns whether raft state remains.
+func (n *Node) settleLoadedState(snaps raft.SnapshotStore) (bool, error) {
+	marker := filepath.Join(n.cfg.DataDir, baseSnapshotFile)
+	if _, err := os.Stat(marker); err != nil {
+		return true, nil
+	}
+	list, err := snaps.List()
+	if err != nil {
+		return true, fmt.Errorf("node: list raft snapshots: %w", err)
+	}
+	if len(list) > 0 {
+		return true, nil // raft restores the snapshot; snapshotBase takes a newer one
+	}
+	last, err := n.logStore.LastIndex()
+	if err != nil {
+		return true, fmt.Errorf("node: read the raft log: %w", err)
+	}
+	if last > 1 {
+		return true, fmt.Errorf("node: data dir %s holds a state loaded from the database that no raft snapshot keeps (the member stopped before its first snapshot): remove the data dir to rebuild the member from its cluster", n.cfg.DataDir)
+	}
+	if last == 1 {
+		if err := n.logStore.DeleteRange(1, 1); err != nil {
+			return true, fmt.Errorf("node: undo an unfinished bootstrap: %w", err)
+		}
+	}
+	if err := n.logStore.SetUint64(raftCurrentTerm, 0); err != nil {
+		return true, fmt.Errorf("node: undo an unfinished bootstrap: %w", err)
+	}
+	if err := os.Remove(marker); err != nil {
+		return true, fmt.Errorf("node: undo an unfinished bootstrap: %w", err)
+	}
+	n.log.Warn("undid a bootstrap that stopped before its snapshot of the database's state; entering the cluster again")
+	return false, nil
+}
 
 // snapshotBase makes the loaded state part of raft's own: a snapshot, and
 // no log entry left before it, so that a member added later starts from

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,6 +18,8 @@ import (
 	"github.com/etcdsql/etcdsql/internal/faultproxy"
 	"github.com/etcdsql/etcdsql/internal/mysqltest"
 	"github.com/etcdsql/etcdsql/internal/testcluster"
+	"github.com/etcdsql/etcdsql/internal/testserver"
+	"github.com/etcdsql/etcdsql/node"
 	"github.com/etcdsql/etcdsql/sqlsink"
 )
 
@@ -205,5 +209,52 @@ func TestClusterRebuiltFromDatabase(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// TestRestartAfterCrashInBootstrapFromDatabase: a member that loaded the
+// database's state and stopped right after writing raft's bootstrap entry
+// (before the snapshot of that state) starts again with every key, at the
+// database's revision, and goes on from there.
+func TestRestartAfterCrashInBootstrapFromDatabase(t *testing.T) {
+	dsn := mysqltest.NewDatabase(t)
+	ctx := testCtx(t)
+	s := testserver.Start(t, testserver.WithMySQL(dsn))
+	var rev int64
+	for i := 0; i < 20; i++ {
+		r, err := s.Client(t).Put(ctx, fmt.Sprintf("/crash/%02d", i), "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = r.Header.Revision
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	crash := errors.New("crash after the bootstrap entry")
+	node.SetBootstrapCrash(crash)
+	_, err := testserver.TryStart(t, testserver.WithMySQL(dsn), testserver.WithDataDir(dir))
+	node.SetBootstrapCrash(nil)
+	if !errors.Is(err, crash) {
+		t.Fatalf("start with the crash = %v, want %v", err, crash)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "base-snapshot-pending")); err != nil {
+		t.Fatalf("the crashed start left no loaded-state marker: %v", err)
+	}
+
+	s2 := testserver.Start(t, testserver.WithMySQL(dsn), testserver.WithDataDir(dir))
+	c := s2.Client(t)
+	g, err := c.Get(ctx, "/crash/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || g.Count != 20 || g.Header.Revision != rev {
+		t.Fatalf("after the restart: %v, %v; want 20 keys at revision %d", g, err, rev)
+	}
+	r, err := c.Put(ctx, "/crash/next", "x")
+	if err != nil || r.Header.Revision != rev+1 {
+		t.Fatalf("put after the restart = %v, %v; want revision %d", r, err, rev+1)
+	}
+	if got := rowRevision(t, openDB(t, dsn), "/crash/next"); got != rev+1 {
+		t.Fatalf("database row of /crash/next at revision %d, want %d", got, rev+1)
 	}
 }

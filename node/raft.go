@@ -100,6 +100,11 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: inspect raft state: %w", err)
 	}
+	if has {
+		if has, err = n.settleLoadedState(snaps); err != nil {
+			return err
+		}
+	}
 	servers, fence, err := n.enter(has)
 	if err != nil {
 		return err

@@ -83,7 +83,23 @@ func StartTLS(t testing.TB, server, client *tls.Config, opts ...Option) *Server 
 	return start(t, server, client, opts)
 }
 
+// TryStart is Start for a start that may fail: it returns the member's
+// start error instead of failing the test.
+func TryStart(t testing.TB, opts ...Option) (*Server, error) {
+	t.Helper()
+	return tryStart(t, nil, nil, opts)
+}
+
 func start(t testing.TB, server, client *tls.Config, opts []Option) *Server {
+	t.Helper()
+	s, err := tryStart(t, server, client, opts)
+	if err != nil {
+		t.Fatalf("start member: %v", err)
+	}
+	return s
+}
+
+func tryStart(t testing.TB, server, client *tls.Config, opts []Option) (*Server, error) {
 	t.Helper()
 	nc := node.DefaultConfig()
 	nc.Name = "m1"
@@ -113,12 +129,12 @@ func start(t testing.TB, server, client *tls.Config, opts []Option) *Server {
 	}
 	m, err := node.StartMember(cfg)
 	if err != nil {
-		t.Fatalf("start member: %v", err)
+		return nil, err
 	}
 	s := &Server{Member: m, URL: scheme + "://" + m.ClientAddr, DataDir: cfg.Node.DataDir}
 	t.Cleanup(func() { m.Close() })
 	waitReady(t, newClient(t, client, s.URL), s.URL, 10*time.Second)
-	return s
+	return s, nil
 }
 
 // Client returns a clientv3 client for the member, closed when the test ends.

@@ -1,0 +1,12 @@
+package node
+
+// SetBootstrapCrash makes every start that bootstraps raft stop right
+// after writing the bootstrap entry, with err, as a crash there would; nil
+// undoes it.
+func SetBootstrapCrash(err error) {
+	if err == nil {
+		testHookBootstrapped = nil
+		return
+	}
+	testHookBootstrapped = func() error { return err }
+}
