@@ -10,9 +10,11 @@ import (
 )
 
 // inflight counts the requests waiting on a raft future (a proposal, a
-// leadership check), so that Close lets them finish before raft shuts
-// down: raft never answers a future it has not answered by then, and the
-// request's handler would wait for ever. Safe for concurrent use.
+// leadership check), a proposal until the database has it with sync acks,
+// so that Close lets them finish before raft shuts down (raft never
+// answers a future it has not answered by then, and the request's handler
+// would wait for ever), and a leader hands over only once they are
+// answered. Safe for concurrent use.
 type inflight struct {
 	mu     sync.Mutex
 	n      int

@@ -199,8 +199,10 @@ func (l *leadership) waitLeader(ctx context.Context) (string, error) {
 // cluster has a leader again within a round trip instead of an election
 // timeout. It first stops taking new requests as leader (they wait for the
 // next leader, as during raft's own transfer) and lets those in flight
-// commit, at most idleWait: a proposal still uncommitted when leadership
-// moves would be answered "leader changed", its outcome unknown.
+// commit, and with sync acks reach the database, at most idleWait: a
+// proposal still uncommitted when leadership moves would be answered
+// "leader changed", and one committed but not in the database would wait
+// for a sink that has stopped, their outcome unknown.
 func (l *leadership) handOver(voters int, idleWait func(time.Duration)) {
 	if !l.leads() || voters < 2 {
 		return

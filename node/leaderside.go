@@ -228,9 +228,12 @@ func (n *Node) proposeEncoded(ctx context.Context, data []byte, need string) (*f
 		n.requests.end()
 		return nil, err
 	}
-	err = f.Error()
-	n.requests.end()
-	if err != nil {
+	// In flight until answered, the database's commit included with sync
+	// acks: a leader that hands over waits for it while its sink still
+	// runs (once leadership moved, the sink stops, and the wait could end
+	// only on the deadline, the write's outcome unknown to its client).
+	defer n.requests.end()
+	if err = f.Error(); err != nil {
 		n.proposals.failed(err)
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -256,5 +258,79 @@ func TestRestartAfterCrashInBootstrapFromDatabase(t *testing.T) {
 	}
 	if got := rowRevision(t, openDB(t, dsn), "/crash/next"); got != rev+1 {
 		t.Fatalf("database row of /crash/next at revision %d, want %d", got, rev+1)
+	}
+}
+
+// TestLeaderStopSettlesSyncWrites: a leader stopped gracefully under
+// writes, with sync acks, answers each write it took: acknowledged (in
+// raft and in the database) or refused before raft took it. None is left
+// waiting for a database commit that the stopped leader's sink will never
+// make, to end on its deadline with an unknown outcome ("request timed
+// out") or with "leader changed".
+func TestLeaderStopSettlesSyncWrites(t *testing.T) {
+	dsn := mysqltest.NewDatabase(t)
+	proxy := faultproxy.New(t, mysqltest.Addr())
+	c := testcluster.Start(t, testcluster.Options{MySQLDSN: mysqltest.DSNWithAddr(dsn, proxy.Addr())})
+	l := c.Leader(10 * time.Second)
+	// A slow database: each write waits for its commit long after raft
+	// committed it, so that the leader hands over with writes waiting.
+	proxy.Delay(20 * time.Millisecond)
+	cli := c.Client() // every member: the others forward to the leader, and take over
+	const writers = 8
+	type outcome struct {
+		key string
+		rev int64
+		err error
+	}
+	results := make(chan outcome, writers*5000)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("/stop/%d/%04d", w, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				r, err := cli.Put(ctx, key, "v")
+				cancel()
+				o := outcome{key: key, err: err}
+				if err == nil {
+					o.rev = r.Header.Revision
+				}
+				results <- o
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	c.Stop(l)
+	close(stop)
+	wg.Wait()
+	close(results)
+
+	db := openDB(t, dsn)
+	acked := 0
+	for o := range results {
+		switch {
+		case o.err == nil:
+			acked++
+			if got := rowRevision(t, db, o.key); got != o.rev {
+				t.Errorf("acknowledged put of %s at revision %d: the database has revision %d", o.key, o.rev, got)
+			}
+		case errors.Is(o.err, rpctypes.ErrTimeout), errors.Is(o.err, rpctypes.ErrLeaderChanged),
+			errors.Is(o.err, context.DeadlineExceeded), status.Code(o.err) == codes.DeadlineExceeded:
+			t.Errorf("put of %s ended with an unknown outcome: %v", o.key, o.err)
+		default:
+			t.Errorf("put of %s failed: %v", o.key, o.err)
+		}
+	}
+	t.Logf("%d puts acknowledged", acked)
+	if acked < 100 {
+		t.Fatalf("only %d puts acknowledged before the stop", acked)
 	}
 }

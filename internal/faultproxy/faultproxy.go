@@ -6,6 +6,7 @@
 // accepted and closed immediately, so a client sees EOF or a reset rather
 // than a hang) until Restore. That models a peer that crashed or a network
 // path that went away and came back, without touching the real server.
+// Delay holds each reply from the target for a while: a slow server.
 //
 //	p := faultproxy.New(t, "127.0.0.1:3306")
 //	db := open(p.Addr())
@@ -40,6 +41,7 @@ type Proxy struct {
 	wg     sync.WaitGroup // the accept loop and every connection goroutine
 
 	accepted atomic.Int64
+	delay    atomic.Int64 // a time.Duration each reply is held
 
 	mu     sync.Mutex
 	cut    bool
@@ -106,6 +108,10 @@ func (p *Proxy) dropLinks(change func()) {
 		l.close()
 	}
 }
+
+// Delay holds every reply from the target (each piece the target sends,
+// on every connection) for d before passing it on, from now on; 0 ends it.
+func (p *Proxy) Delay(d time.Duration) { p.delay.Store(int64(d)) }
 
 // Restore lets new connections through again after Cut. Connections cut
 // earlier stay closed.
@@ -196,8 +202,8 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.Unlock()
 
 	var copies sync.WaitGroup
-	copies.Go(func() { pipe(l, server, client) })
-	pipe(l, client, server)
+	copies.Go(func() { pipe(l, server, client, nil) })
+	pipe(l, client, server, &p.delay)
 	copies.Wait()
 	l.close()
 
@@ -206,14 +212,43 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.Unlock()
 }
 
-// pipe copies src to dst. When src ends cleanly it half-closes dst so the
-// other direction can finish; on any error it closes the whole link.
-func pipe(l *link, dst, src net.Conn) {
-	_, err := io.Copy(dst, src)
+// pipe copies src to dst, holding each piece for delay (if set). When src
+// ends cleanly it half-closes dst so the other direction can finish; on
+// any error it closes the whole link.
+func pipe(l *link, dst, src net.Conn, delay *atomic.Int64) {
+	var err error
+	if delay == nil {
+		_, err = io.Copy(dst, src)
+	} else {
+		err = copyDelayed(dst, src, delay)
+	}
 	if err == nil {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 			return
 		}
 	}
 	l.close()
+}
+
+// copyDelayed is io.Copy that sleeps for delay before writing each piece it
+// read; nil at src's EOF.
+func copyDelayed(dst io.Writer, src io.Reader, delay *atomic.Int64) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if d := time.Duration(delay.Load()); d > 0 {
+				time.Sleep(d)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

@@ -270,3 +270,19 @@ func TestConcurrentCuts(t *testing.T) {
 		t.Errorf("Accepted() = %d, expected the clients to have connected", p.Accepted())
 	}
 }
+
+// TestDelayHoldsReplies: with a delay set, an echo comes back intact and
+// no sooner than the delay; set back to 0, it still comes back.
+func TestDelayHoldsReplies(t *testing.T) {
+	p := faultproxy.New(t, echoServer(t))
+	c := dial(t, p.Addr())
+	const d = 150 * time.Millisecond
+	p.Delay(d)
+	start := time.Now()
+	roundTrip(t, c, []byte("slow"))
+	if took := time.Since(start); took < d {
+		t.Fatalf("echo with a %v delay came back after %v", d, took)
+	}
+	p.Delay(0)
+	roundTrip(t, c, []byte("fast"))
+}
