@@ -38,6 +38,10 @@ type AdminResult struct {
 	Total int
 	// Message is the error message ("Key not found", an etcd error).
 	Message string
+	// Detail says more than the Admin API would, for a test's report: on
+	// a failed compare-and-swap, the revision compared, who answered and
+	// the attempts retried before.
+	Detail string
 }
 
 func (a *Admin) now() time.Time {
@@ -56,21 +60,28 @@ func etcdFailure(err error) (AdminResult, error) {
 
 // getExact is core.etcd.get(key): range [key, key+1) and kvs[1].key == key.
 func (a *Admin) getExact(ctx context.Context, k string) (*KV, error) {
-	rr, _, err := a.c.Range(ctx, k, rangeEnd(k))
+	kv, _, err := a.getExactFrom(ctx, k)
+	return kv, err
+}
+
+// getExactFrom is getExact that also says who answered, at which revision.
+func (a *Admin) getExactFrom(ctx context.Context, k string) (*KV, string, error) {
+	rr, r, err := a.c.Range(ctx, k, rangeEnd(k))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	from := fmt.Sprintf("%s at revision %d", r.Endpoint, rr.Header.Rev())
 	if len(rr.Kvs) == 0 {
-		return nil, nil
+		return nil, from, nil
 	}
 	got, err := rr.Kvs[0].decodeKey()
 	if err != nil {
-		return nil, err
+		return nil, from, err
 	}
 	if got != k {
-		return nil, nil
+		return nil, from, nil
 	}
-	return &rr.Kvs[0], nil
+	return &rr.Kvs[0], from, nil
 }
 
 // call posts one etcd request and decodes its reply into out; a transport
@@ -252,7 +263,7 @@ func (a *Admin) List(ctx context.Context, res string) (AdminResult, error) {
 // with a success-only requestPut. succeeded must be JSON true.
 func (a *Admin) Patch(ctx context.Context, res, id string, patch map[string]any, ttl int) (AdminResult, error) {
 	k := key(res, id)
-	kv, err := a.getExact(ctx, k)
+	kv, readFrom, err := a.getExactFrom(ctx, k)
 	if err != nil {
 		return etcdFailure(err)
 	}
@@ -303,7 +314,12 @@ func (a *Admin) Patch(ctx context.Context, res, id string, patch map[string]any,
 		return etcdFailure(err)
 	}
 	if string(tr.Succeeded) != "true" {
-		return AdminResult{Status: 503, Message: "value changed before overwritten"}, nil
+		detail := fmt.Sprintf("compared mod_revision %d, read from %s; the txn answered by %s at revision %d",
+			int64(kv.ModRevision), readFrom, r.Endpoint, tr.Header.Rev())
+		if len(r.Retried) > 0 {
+			detail += fmt.Sprintf(", after %d failed attempts: %s", len(r.Retried), strings.Join(r.Retried, "; "))
+		}
+		return AdminResult{Status: 503, Message: "value changed before overwritten", Detail: detail}, nil
 	}
 	return AdminResult{Status: 200, Key: k, Value: v}, nil
 }

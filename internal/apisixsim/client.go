@@ -187,6 +187,10 @@ type Reply struct {
 	Status int
 	// Raw is the reply body as received.
 	Raw []byte
+	// Retried holds why each earlier attempt of the call failed (a
+	// transport error or a status of 500 or more), oldest first: such an
+	// attempt may still have taken effect.
+	Retried []string
 }
 
 // Decode unmarshals the reply body into v.
@@ -248,6 +252,7 @@ func (c *Client) Post(ctx context.Context, path string, body any) (*Reply, error
 // PostRaw is Post with a body already encoded.
 func (c *Client) PostRaw(ctx context.Context, path string, body []byte) (*Reply, error) {
 	var lastErr error
+	var retried []string
 	for i := 0; i < c.attempts(); i++ {
 		idx, err := c.pick()
 		if err != nil {
@@ -263,13 +268,16 @@ func (c *Client) PostRaw(ctx context.Context, path string, body []byte) (*Reply,
 		if err != nil {
 			c.reportFailure(idx)
 			lastErr = err
+			retried = append(retried, err.Error())
 			continue
 		}
 		if r.Status >= 500 {
 			c.reportFailure(idx)
 			lastErr = fmt.Errorf("apisixsim: %s %s: HTTP %d: %s", r.Endpoint, path, r.Status, truncate(r.Raw))
+			retried = append(retried, lastErr.Error())
 			continue
 		}
+		r.Retried = retried
 		return r, nil
 	}
 	return nil, lastErr

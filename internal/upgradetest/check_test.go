@@ -27,8 +27,8 @@ func checkAdmin(t *testing.T, w *adminWriter, steps []step) {
 		if op.failed() {
 			failed++
 			if failed <= 5 {
-				t.Errorf("Admin %s /routes/%s (op-%d) failed during %s: status %d, %v",
-					op.kind, op.id, op.seq, during(steps, op.begin), op.status, op.err)
+				t.Errorf("Admin %s /routes/%s (op-%d) failed during %s: status %d, %v (%s)",
+					op.kind, op.id, op.seq, during(steps, op.begin), op.status, op.err, op.detail)
 			}
 		}
 	}

@@ -29,6 +29,7 @@ type adminOp struct {
 	kind, id   string
 	begin, end time.Time
 	status     int
+	detail     string // the Admin result's Detail
 	err        error
 }
 
@@ -59,7 +60,7 @@ func (w *adminWriter) run(ctx context.Context, stop <-chan struct{}) {
 			res, op.err = w.admin.Put(ctx, "routes", op.id, map[string]any{"uri": "/" + op.id, "desc": desc,
 				"upstream": map[string]any{"type": "roundrobin", "nodes": map[string]any{"127.0.0.1:1980": 1}}}, 0)
 		}
-		op.end, op.status = time.Now(), res.Status
+		op.end, op.status, op.detail = time.Now(), res.Status, res.Detail
 		w.mu.Lock()
 		w.ops = append(w.ops, op)
 		w.mu.Unlock()
