@@ -32,9 +32,13 @@ import (
 // would.
 var testHookBootstrapped func() error
 
-// raftCurrentTerm is the stable-store key under which raft keeps its
-// current term (part of raft's on-disk format).
-var raftCurrentTerm = []byte("CurrentTerm")
+// raftCurrentTerm and raftLastVoteTerm are the stable-store keys under
+// which raft keeps its current term and the term of its last vote (part
+// of raft's on-disk format).
+var (
+	raftCurrentTerm  = []byte("CurrentTerm")
+	raftLastVoteTerm = []byte("LastVoteTerm")
+)
 
 // bootstrap writes a new cluster's first configuration into the empty raft
 // state, before raft starts. A member that loaded its state from the
@@ -147,18 +151,19 @@ func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) (fence uint64, err
 const baseSnapshotFile = "base-snapshot-pending"
 
 // settleLoadedState looks at a data dir that has raft state and still the
-// marker of a state loaded from the database (baseSnapshotFile). The store
-// is rebuilt from raft's snapshot and log at each start, so without a
-// snapshot it came up without the loaded state. A member stopped between
+// marker of a state loaded from the database (baseSnapshotFile), but no
+// raft snapshot. The store is rebuilt from raft's snapshot and log at each
+// start, so it came up without the loaded state. A member stopped between
 // raft.BootstrapCluster and snapshotLoadedState holds no more than the
-// bootstrap entry, and its raft never ran (it cast no vote and stored no
-// leader's entry): the bootstrap is undone, and the member enters its
+// bootstrap entry and has cast no vote: its raft never ran, or (a data dir
+// of a release that bootstrapped a running raft) stored nothing and
+// promised nothing. That start is undone, and the member enters its
 // cluster again as a member without raft state (it loads the database
-// again, or waits to be added and receives the leader's snapshot). A data
-// dir whose raft ran without the snapshot (one an earlier release left,
-// stopped before the member first led) cannot be mended here: the member
-// refuses to start rather than serve a store without the loaded state. It
-// returns whether raft state remains.
+// again, or waits to be added and receives the leader's snapshot). Any
+// other such data dir is left as it is: raft ran on it, and its log is the
+// member's. v0.1.0 leaves one on every founder that loaded the database
+// (also one that another founder had just claimed, with nothing in it)
+// until that member first leads. It returns whether raft state remains.
 func (n *Node) settleLoadedState(snaps raft.SnapshotStore) (bool, error) {
 	marker := filepath.Join(n.cfg.DataDir, baseSnapshotFile)
 	if _, err := os.Stat(marker); err != nil {
@@ -175,8 +180,14 @@ func (n *Node) settleLoadedState(snaps raft.SnapshotStore) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("node: read the raft log: %w", err)
 	}
-	if last > 1 {
-		return true, fmt.Errorf("node: data dir %s holds a state loaded from the database that no raft snapshot keeps (the member stopped before its first snapshot): remove the data dir to rebuild the member from its cluster", n.cfg.DataDir)
+	vote, err := n.logStore.GetUint64(raftLastVoteTerm)
+	if err != nil && err.Error() != "not found" { // raft's own test for a missing key
+		return true, fmt.Errorf("node: read the raft vote: %w", err)
+	}
+	if last > 1 || vote != 0 {
+		n.log.Warn("the data dir holds a state loaded from the database that no raft snapshot keeps; the member starts from its raft log",
+			"last_index", last, "last_vote_term", vote)
+		return true, nil
 	}
 	if last == 1 {
 		if err := n.logStore.DeleteRange(1, 1); err != nil {
