@@ -23,9 +23,10 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./fsm/ ./rpc/ ./node/ ./sqlsink/ ./cluster/ ./internal/...
 	ETCDSQL_RAFT_LOG_STORE=boltdb $(GO) test -count=1 -timeout 20m -run '$(LOG_STORE_TESTS)' ./node/ ./internal/e2e/
 
-# The linearizability, watch-continuity, kill -9, outage and snapshot
-# catch-up tests, which every supported raft log store must pass.
-LOG_STORE_TESTS = ^(TestClusterLinearizable|TestClusterWatchContinuityAcrossFailovers|TestCrashKeepsAcknowledgedWrites|TestSinkKill9KeepsDatabaseAndStoreEqual|TestSinkOutageRefusesWritesAndRecovers|TestClusterSnapshotCatchUp|TestClusterLeasesAcrossFailovers)$$
+# The linearizability, watch-continuity, kill -9, outage, snapshot
+# catch-up, rebuild and leader-stop tests, which every supported raft log
+# store must pass.
+LOG_STORE_TESTS = ^(TestClusterLinearizable|TestClusterWatchContinuityAcrossFailovers|TestCrashKeepsAcknowledgedWrites|TestSinkKill9KeepsDatabaseAndStoreEqual|TestSinkOutageRefusesWritesAndRecovers|TestClusterSnapshotCatchUp|TestClusterLeasesAcrossFailovers|TestClusterRebuiltFromDatabase|TestRestartAfterCrashInBootstrapFromDatabase|TestLeaderStopSettlesSyncWrites)$$
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 30m ./...
