@@ -26,7 +26,7 @@ test:
 # The linearizability, watch-continuity, kill -9, outage, snapshot
 # catch-up, rebuild and leader-stop tests, which every supported raft log
 # store must pass.
-LOG_STORE_TESTS = ^(TestClusterLinearizable|TestClusterWatchContinuityAcrossFailovers|TestCrashKeepsAcknowledgedWrites|TestSinkKill9KeepsDatabaseAndStoreEqual|TestSinkOutageRefusesWritesAndRecovers|TestClusterSnapshotCatchUp|TestClusterLeasesAcrossFailovers|TestClusterRebuiltFromDatabase|TestRestartAfterCrashInBootstrapFromDatabase|TestLeaderStopSettlesSyncWrites)$$
+LOG_STORE_TESTS = ^(TestClusterLinearizable|TestClusterWatchContinuityAcrossFailovers|TestCrashKeepsAcknowledgedWrites|TestSinkKill9KeepsDatabaseAndStoreEqual|TestSinkOutageRefusesWritesAndRecovers|TestClusterSnapshotCatchUp|TestClusterLeasesAcrossFailovers|TestClusterRebuiltFromDatabase|TestRestartAfterCrashInBootstrapFromDatabase|TestLeaderStopSettlesSyncWrites|TestLeaderChangeSettlesSyncWrites)$$
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 30m ./...

@@ -10,3 +10,7 @@ func SetBootstrapCrash(err error) {
 	}
 	testHookBootstrapped = func() error { return err }
 }
+
+// TransferLeadership moves n's leadership with raft's own transfer, without
+// the hand-over a stopping member makes first.
+func TransferLeadership(n *Node) error { return n.raft.LeadershipTransfer().Error() }

@@ -168,12 +168,17 @@ type Sink struct {
 	sunkIndex atomic.Uint64
 	healthErr atomic.Pointer[error]
 	checked   atomic.Bool // the running sink passed Check
-	refused   atomic.Pointer[error]
+	// dbIndex is the database's applied index as last read by a waiter
+	// while no writer of this member ran (followDatabase), at dbIndexRead
+	// (Unix nanoseconds).
+	dbIndex     atomic.Uint64
+	dbIndexRead atomic.Int64
+	refused     atomic.Pointer[error]
 	// authTables: the auth tables exist (auth.go).
 	authTables atomic.Bool
 
 	mu       sync.Mutex
-	progress chan struct{} // closed and replaced when sunkIndex moves or health changes
+	progress chan struct{} // closed and replaced when sunkIndex moves, health changes or a run ends
 }
 
 // Open connects, runs the schema migrations and reads the sink's position.
@@ -446,9 +451,61 @@ func (s *Sink) notify() {
 }
 
 // WaitIndex waits until every entry up to raft index idx is in the
-// database, as a running sink that passed its checks knows.
+// database, as a running sink that passed its checks knows. Without one
+// (leadership moved on after raft committed the entry, and this member's
+// writer stopped), the database's applied index tells instead, which the
+// next leader's writer raises in the batch that stores the entry: it is
+// read every followInterval, by one waiter at a time.
 func (s *Sink) WaitIndex(ctx context.Context, idx uint64) error {
-	return s.waitFor(ctx, func() bool { return s.checked.Load() && s.sunkIndex.Load() >= idx })
+	var follow *time.Ticker // while no writer of this member runs
+	defer func() {
+		if follow != nil {
+			follow.Stop()
+		}
+	}()
+	for {
+		s.mu.Lock()
+		ch := s.progress
+		s.mu.Unlock()
+		if s.checked.Load() && s.sunkIndex.Load() >= idx || s.dbIndex.Load() >= idx {
+			return nil
+		}
+		var tick <-chan time.Time
+		if !s.checked.Load() {
+			if follow == nil {
+				follow = time.NewTicker(followInterval)
+				s.followDatabase(ctx)
+				continue
+			}
+			tick = follow.C
+		}
+		select {
+		case <-ch:
+		case <-tick:
+			s.followDatabase(ctx)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// followInterval is how often a member whose writer does not run reads the
+// database's applied index while a write waits for it.
+const followInterval = 20 * time.Millisecond
+
+// followDatabase reads the database's applied index into dbIndex, unless
+// another waiter read it less than followInterval ago.
+func (s *Sink) followDatabase(ctx context.Context) {
+	now := time.Now().UnixNano()
+	last := s.dbIndexRead.Load()
+	if now-last < int64(followInterval) || !s.dbIndexRead.CompareAndSwap(last, now) {
+		return
+	}
+	var applied int64
+	if err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = ?", metaApplied).Scan(&applied); err == nil && applied > 0 {
+		for cur := s.dbIndex.Load(); uint64(applied) > cur && !s.dbIndex.CompareAndSwap(cur, uint64(applied)); cur = s.dbIndex.Load() {
+		}
+	}
 }
 
 // WaitRevision waits until revision rev is in the database, or the

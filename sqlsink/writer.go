@@ -62,10 +62,12 @@ func (s *Sink) Run(ctx context.Context, store EventSource, term uint64) error {
 	s.checked.Store(false)
 	s.refused.Store(nil)
 	defer func() {
-		// Acks wait for the next run's check; what this one found
-		// refused, the next leader's finds out for itself.
+		// Acks wait for the next run's check, or follow the database
+		// (WaitIndex, woken here); what this one found refused, the
+		// next leader's finds out for itself.
 		s.checked.Store(false)
 		s.refused.Store(nil)
+		s.notify()
 	}()
 	st, err := s.Check(ctx, store, term)
 	if err != nil {
