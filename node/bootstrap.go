@@ -68,7 +68,7 @@ func (n *Node) bootstrap(rc *raft.Config, snaps raft.SnapshotStore, servers []ra
 	} else if err != nil {
 		return fmt.Errorf("node: read the raft term: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, baseSnapshotFile)); err == nil {
+	if _, err := os.Stat(n.loadedStateMarker()); err == nil {
 		if err := n.snapshotLoadedState(snaps, servers); err != nil {
 			return err
 		}
@@ -98,7 +98,7 @@ func (n *Node) snapshotLoadedState(snaps raft.SnapshotStore, servers []raft.Serv
 	if err := n.logStore.DeleteRange(index, index); err != nil {
 		return fmt.Errorf("node: snapshot the loaded state: %w", err)
 	}
-	os.Remove(filepath.Join(n.cfg.DataDir, baseSnapshotFile))
+	os.Remove(n.loadedStateMarker())
 	n.log.Info("took a snapshot of the state loaded from the database", "index", index)
 	return nil
 }
@@ -126,7 +126,7 @@ func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) (fence uint64, err
 				"fence", st.LeaderTerm, "cluster_id", strconv.FormatUint(st.ClusterID, 16))
 			// The loaded state is in no raft entry: members without it
 			// must get it from a snapshot, which bootstrap takes.
-			if err := os.WriteFile(filepath.Join(n.cfg.DataDir, baseSnapshotFile), nil, 0o600); err != nil {
+			if err := os.WriteFile(n.loadedStateMarker(), nil, 0o600); err != nil {
 				return 0, fmt.Errorf("node: %w", err)
 			}
 			return st.LeaderTerm, n.adoptClusterID(st.ClusterID)
@@ -150,6 +150,9 @@ func (n *Node) adoptDatabase(hasRaftState bool, fresh uint64) (fence uint64, err
 // raft snapshot holds yet.
 const baseSnapshotFile = "base-snapshot-pending"
 
+// loadedStateMarker is the path of this member's baseSnapshotFile.
+func (n *Node) loadedStateMarker() string { return filepath.Join(n.cfg.DataDir, baseSnapshotFile) }
+
 // settleLoadedState looks at a data dir that has raft state and still the
 // marker of a state loaded from the database (baseSnapshotFile), but no
 // raft snapshot. The store is rebuilt from raft's snapshot and log at each
@@ -165,7 +168,7 @@ const baseSnapshotFile = "base-snapshot-pending"
 // (also one that another founder had just claimed, with nothing in it)
 // until that member first leads. It returns whether raft state remains.
 func (n *Node) settleLoadedState(snaps raft.SnapshotStore) (bool, error) {
-	marker := filepath.Join(n.cfg.DataDir, baseSnapshotFile)
+	marker := n.loadedStateMarker()
 	if _, err := os.Stat(marker); err != nil {
 		return true, nil
 	}
@@ -208,7 +211,7 @@ func (n *Node) settleLoadedState(snaps raft.SnapshotStore) (bool, error) {
 // no log entry left before it, so that a member added later starts from
 // the snapshot and not from an empty store.
 func (n *Node) snapshotBase() {
-	marker := filepath.Join(n.cfg.DataDir, baseSnapshotFile)
+	marker := n.loadedStateMarker()
 	if _, err := os.Stat(marker); err != nil {
 		return
 	}
