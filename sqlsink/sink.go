@@ -464,9 +464,7 @@ func (s *Sink) WaitIndex(ctx context.Context, idx uint64) error {
 		}
 	}()
 	for {
-		s.mu.Lock()
-		ch := s.progress
-		s.mu.Unlock()
+		ch := s.progressChan()
 		if s.checked.Load() && s.sunkIndex.Load() >= idx || s.dbIndex.Load() >= idx {
 			return nil
 		}
@@ -522,11 +520,17 @@ func (s *Sink) WaitRevision(ctx context.Context, rev int64) error {
 	return err
 }
 
+// progressChan is the channel the next progress closes; read it before
+// looking at what it announces.
+func (s *Sink) progressChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.progress
+}
+
 func (s *Sink) waitFor(ctx context.Context, done func() bool) error {
 	for {
-		s.mu.Lock()
-		ch := s.progress
-		s.mu.Unlock()
+		ch := s.progressChan()
 		if done() {
 			return nil
 		}
